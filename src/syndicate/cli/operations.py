@@ -1,0 +1,107 @@
+"""Operator commands: ``status``, ``events``, ``reconcile``, ``dead-letters``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .common import echo_json, handle_errors
+
+
+@click.command("status")
+@handle_errors
+def status_cmd() -> None:
+    """Queue depths, pending events and dead letters."""
+    from workers.app import QUEUES
+    from ..config import get_settings
+    from ..store import get_redis, key
+
+    client = get_redis()
+    settings = get_settings()
+    click.echo(f"redis          {settings.redis_url} (prefix {settings.redis_prefix})")
+    for queue in QUEUES:
+        click.echo(f"queue {queue:<9} {client.llen(settings.broker_prefix + queue)} waiting")
+    click.echo(f"pending events {client.zcard(key('events:pending'))} (logged, not yet fanned out)")
+    click.echo(f"dead letters   {client.llen(key('dead-letters'))}")
+    click.echo(f"articles       {client.zcard(key('articles'))} live")
+
+
+@click.group("events")
+def events_group() -> None:
+    """The durable event log."""
+
+
+@events_group.command("list")
+@click.option("--limit", default=20, show_default=True)
+@handle_errors
+def events_list(limit: int) -> None:
+    """The newest events, newest first."""
+    from .. import events
+
+    for entry in events.recent_events(limit):
+        click.echo(f"{entry['id']}  {entry['type']:<18} {entry['article_id']} v{entry['version']}")
+
+
+@events_group.command("show")
+@click.argument("event_id")
+@handle_errors
+def events_show(event_id: str) -> None:
+    """One event with its article snapshot."""
+    from .. import events
+    from ..errors import NotFound
+
+    event = events.get_event(event_id)
+    if event is None:
+        raise NotFound(f"no event {event_id!r} (unknown, or older than the retention)")
+    echo_json(event)
+
+
+@click.command("reconcile")
+@handle_errors
+def reconcile_cmd() -> None:
+    """Re-enqueue every logged event that never reached fan-out (what beat does every 30 s)."""
+    from workers.ingest import reconcile
+
+    count = reconcile.run()
+    click.echo(f"re-enqueued {count} event(s)")
+
+
+@click.group("dead-letters")
+def dead_letters_group() -> None:
+    """Tasks that failed for good, kept so they can be put back."""
+
+
+@dead_letters_group.command("list")
+@click.option("--limit", default=20, show_default=True)
+@handle_errors
+def dead_letters_list(limit: int) -> None:
+    from workers.base import dead_letters
+
+    for i, record in enumerate(dead_letters(limit)):
+        click.echo(f"{i}  {record['task']}  {json.dumps(record['args'])}  {record['error']}")
+
+
+@dead_letters_group.command("requeue")
+@click.option("--all", "everything", is_flag=True, help="Put every dead letter back on its queue.")
+@handle_errors
+def dead_letters_requeue(everything: bool) -> None:
+    """Send dead-lettered tasks again, oldest first."""
+    from workers.app import app
+    from ..store import get_redis, key
+
+    client = get_redis()
+    count = 0
+    while True:
+        raw = client.rpop(key("dead-letters"))
+        if raw is None:
+            break
+        record = json.loads(raw)
+        app.send_task(record["task"], args=record["args"], kwargs=record["kwargs"])
+        count += 1
+        if not everything:
+            break
+    click.echo(f"requeued {count} task(s)")
+
+
+COMMANDS = [status_cmd, events_group, reconcile_cmd, dead_letters_group]

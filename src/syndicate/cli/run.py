@@ -1,0 +1,176 @@
+"""``syndicate run`` (everything in one command), ``worker``, ``beat`` and ``api``."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..config import get_settings, reset_settings
+from .common import handle_errors
+
+ALL_QUEUES = "ingest,feeds,webhooks,newsletter"
+
+
+def _secrets(data_dir: Path) -> dict[str, str]:
+    """Tokens and the signing key for a local run: generated once, kept in the data dir."""
+    path = data_dir / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {
+        "SYNDICATE_API_TOKEN": secrets.token_urlsafe(24),
+        "SYNDICATE_ADMIN_TOKEN": secrets.token_urlsafe(24),
+        "SYNDICATE_SECRET_KEY": secrets.token_urlsafe(32),
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values, indent=2))
+    path.chmod(0o600)
+    return values
+
+
+def _wait_healthy(url: str, procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                raise click.ClickException(f"{' '.join(proc.args[3:5])} exited with code {proc.returncode}; see the log above")
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise click.ClickException(f"the API did not answer on {url}/healthz within {timeout:.0f}s")
+
+
+def _stop(procs: list[subprocess.Popen], timeout: float = 20.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # Celery: warm shutdown, finish the running task.
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@click.command("run")
+@click.option("--examples", "examples", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Publish the article files in this directory once everything is up.")
+@click.option("--concurrency", "-c", default=2, show_default=True, help="Processes per worker.")
+@click.option("--exit-after", type=float, default=None, hidden=True,
+              help="Stop by itself after this many seconds (used by the end-to-end test).")
+@handle_errors
+def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) -> None:
+    """Start Redis (embedded unless SYNDICATE_REDIS_URL is set), the API, the workers and beat. Ctrl-C stops all."""
+    from ..embedded import EmbeddedRedis
+
+    settings = get_settings()
+    embedded = None
+    env = dict(os.environ)
+    for name, value in _secrets(settings.data_dir).items():
+        env.setdefault(name, value)
+        os.environ.setdefault(name, value)
+    if not settings.redis_url:
+        port = int(os.environ.get("SYNDICATE_EMBEDDED_REDIS_PORT", "0")) or None
+        embedded = EmbeddedRedis(settings.data_dir / "redis", port=port).start()
+        env["SYNDICATE_REDIS_URL"] = os.environ["SYNDICATE_REDIS_URL"] = embedded.url
+        click.echo(f"embedded Redis {embedded.url} (data in {embedded.data_dir}, AOF on)")
+    reset_settings()
+    settings = get_settings()
+    me = [sys.executable, "-m", "syndicate.cli.main"]
+    procs: list[subprocess.Popen] = []
+
+    def stop_all(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_all)
+    try:
+        procs.append(subprocess.Popen([*me, "api"], env=env))
+        # Webhooks get their own worker: a hanging partner can never hold up feeds or email.
+        procs.append(subprocess.Popen([*me, "worker", "-Q", "ingest,feeds,newsletter", "-c", str(concurrency), "-n", "main@%h"], env=env))
+        procs.append(subprocess.Popen([*me, "worker", "-Q", "webhooks", "-c", str(concurrency), "-n", "webhooks@%h"], env=env))
+        procs.append(subprocess.Popen([*me, "beat"], env=env))
+        url = f"http://{settings.api_host}:{settings.api_port}"
+        _wait_healthy(url, procs)
+        if examples:
+            subprocess.run([*me, "publish", "--api", url, examples], env=env, check=False)
+        click.echo("")
+        click.echo("syndicate is running:")
+        click.echo(f"  API docs        {url}/docs")
+        click.echo(f"  main feeds      {url}/feeds/all.rss  {url}/feeds/all.atom  {url}/feeds/all.json")
+        click.echo(f"  static feeds    {settings.feed_dir}")
+        click.echo(f"  health          {url}/healthz")
+        click.echo(f"  queue status    SYNDICATE_REDIS_URL={settings.redis_url} syndicate status")
+        click.echo(f"  ingest token    {env['SYNDICATE_API_TOKEN']}  (admin: {env['SYNDICATE_ADMIN_TOKEN']}; kept in {settings.data_dir / 'secrets.json'})")
+        click.echo("Press Ctrl-C to stop.")
+        started = time.monotonic()
+        while True:
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise click.ClickException(f"a child process exited with code {proc.returncode}; stopping")
+            if exit_after is not None and time.monotonic() - started > exit_after:
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        click.echo("stopping…")
+    finally:
+        _stop(procs)
+        if embedded:
+            embedded.stop()
+    click.echo("stopped cleanly")
+
+
+@click.command("worker")
+@click.option("-Q", "--queues", default=ALL_QUEUES, show_default=True, help="Comma-separated queues to consume.")
+@click.option("-c", "--concurrency", default=2, show_default=True)
+@click.option("-n", "--hostname", default=None, help="Worker node name.")
+@click.option("--loglevel", default="INFO", show_default=True)
+@handle_errors
+def worker_cmd(queues: str, concurrency: int, hostname: str | None, loglevel: str) -> None:
+    """Run a Celery worker on QUEUES (prefork)."""
+    from workers.app import app
+
+    argv = ["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "--without-gossip", "--without-mingle"]
+    if hostname:
+        argv += ["-n", hostname]
+    app.worker_main(argv)
+
+
+@click.command("beat")
+@click.option("--loglevel", default="INFO", show_default=True)
+@handle_errors
+def beat_cmd(loglevel: str) -> None:
+    """Run the periodic scheduler (reconciler, webhook retries, newsletter editions)."""
+    from workers.app import app
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", "--loglevel", loglevel, "-s", str(settings.data_dir / "celerybeat-schedule")])
+
+
+@click.command("api")
+@click.option("--host", default=None, help="Default: SYNDICATE_API_HOST.")
+@click.option("--port", type=int, default=None, help="Default: SYNDICATE_API_PORT.")
+@handle_errors
+def api_cmd(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API with uvicorn."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("syndicate.api:create_app", factory=True, host=host or settings.api_host,
+                port=port or settings.api_port, log_level="info", access_log=False)
+
+
+COMMANDS = [run_cmd, worker_cmd, beat_cmd, api_cmd]

@@ -1,0 +1,167 @@
+"""Configuration from ``SYNDICATE_*`` environment variables.
+
+Every setting has a default that works on a laptop; the README lists them all.
+Settings are read once per process (``get_settings``); tests and ``syndicate run``
+set the environment before the first call, and ``reset_settings`` re-reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(f"SYNDICATE_{name}")
+    return default if value is None or value == "" else value
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"SYNDICATE_{name} must be a whole number, got {raw!r}") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"SYNDICATE_{name} must be a number, got {raw!r}") from None
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"SYNDICATE_{name} must be true or false, got {raw!r}")
+
+
+def _list(name: str, default: str = "") -> tuple[str, ...]:
+    raw = _env(name, default) or ""
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    # --- core -------------------------------------------------------------
+    redis_url: str | None
+    redis_prefix: str
+    data_dir: Path
+    api_token: str | None
+    admin_token: str | None
+    secret_key: str | None
+    public_url: str
+    api_host: str
+    api_port: int
+    max_body_bytes: int
+    event_retention_days: int
+    reconcile_after_seconds: int
+    task_time_limit: int
+    # --- feeds ------------------------------------------------------------
+    feed_size: int
+    feed_dir: Path
+    feed_max_age: int
+    feed_title: str
+    feed_description: str
+    site_url: str
+    feed_icon: str | None
+    websub_hub: str | None
+    # --- webhooks ---------------------------------------------------------
+    webhook_allow_networks: tuple[str, ...]
+    webhook_https_only: bool
+    webhook_connect_timeout: float
+    webhook_read_timeout: float
+    webhook_retry_schedule: tuple[float, ...]
+    webhook_rotation_grace_hours: float
+    webhook_disable_after_days: float
+    delivery_retention_days: int
+    # --- newsletter -------------------------------------------------------
+    smtp_url: str
+    newsletter_from: str
+    smtp_batch_size: int
+    smtp_rate_per_second: float
+
+    @property
+    def broker_prefix(self) -> str:
+        """Celery's queue keys live under their own sub-prefix of the store prefix."""
+        return f"{self.redis_prefix}broker:"
+
+
+def _retry_schedule() -> tuple[float, ...]:
+    raw = _list("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000")
+    try:
+        schedule = tuple(float(x) for x in raw)
+    except ValueError:
+        raise ConfigError(
+            "SYNDICATE_WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds, e.g. 0,5,300"
+        ) from None
+    if not schedule or any(x < 0 for x in schedule):
+        raise ConfigError("SYNDICATE_WEBHOOK_RETRY_SCHEDULE needs at least one non-negative delay")
+    return schedule
+
+
+def load_settings() -> Settings:
+    data_dir = Path(_env("DATA_DIR", "var")).resolve()
+    public_url = (_env("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
+    prefix = _env("REDIS_PREFIX", "syndicate:")
+    if not prefix.endswith(":"):
+        prefix += ":"
+    return Settings(
+        redis_url=_env("REDIS_URL"),
+        redis_prefix=prefix,
+        data_dir=data_dir,
+        api_token=_env("API_TOKEN"),
+        admin_token=_env("ADMIN_TOKEN"),
+        secret_key=_env("SECRET_KEY"),
+        public_url=public_url,
+        api_host=_env("API_HOST", "127.0.0.1"),
+        api_port=_int("API_PORT", 8000),
+        max_body_bytes=_int("MAX_BODY_BYTES", 1024 * 1024),
+        event_retention_days=_int("EVENT_RETENTION_DAYS", 30),
+        reconcile_after_seconds=_int("RECONCILE_AFTER_SECONDS", 60),
+        task_time_limit=_int("TASK_TIME_LIMIT", 300),
+        feed_size=_int("FEED_SIZE", 50),
+        feed_dir=Path(_env("FEED_DIR") or str(data_dir / "feeds")).resolve(),
+        feed_max_age=_int("FEED_MAX_AGE", 60),
+        feed_title=_env("FEED_TITLE", "Syndicate News"),
+        feed_description=_env("FEED_DESCRIPTION", "The latest stories"),
+        site_url=(_env("SITE_URL") or public_url).rstrip("/"),
+        feed_icon=_env("FEED_ICON"),
+        websub_hub=_env("WEBSUB_HUB"),
+        webhook_allow_networks=_list("WEBHOOK_ALLOW_NETWORKS"),
+        webhook_https_only=_bool("WEBHOOK_HTTPS_ONLY", False),
+        webhook_connect_timeout=_float("WEBHOOK_CONNECT_TIMEOUT", 5.0),
+        webhook_read_timeout=_float("WEBHOOK_READ_TIMEOUT", 15.0),
+        webhook_retry_schedule=_retry_schedule(),
+        webhook_rotation_grace_hours=_float("WEBHOOK_ROTATION_GRACE_HOURS", 24.0),
+        webhook_disable_after_days=_float("WEBHOOK_DISABLE_AFTER_DAYS", 5.0),
+        delivery_retention_days=_int("DELIVERY_RETENTION_DAYS", 30),
+        smtp_url=_env("SMTP_URL", "smtp://127.0.0.1:1025"),
+        newsletter_from=_env("NEWSLETTER_FROM", "Syndicate News <newsletter@localhost>"),
+        smtp_batch_size=_int("SMTP_BATCH_SIZE", 100),
+        smtp_rate_per_second=_float("SMTP_RATE_PER_SECOND", 0.0),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()

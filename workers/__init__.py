@@ -1,0 +1,5 @@
+"""The Celery side of syndicate: the app, its queues and one thin task module per queue.
+
+``workers/ingest.py`` consumes ``ingest``, ``workers/feeds.py`` consumes ``feeds``,
+and so on: the module name is the queue name.
+"""

@@ -1,0 +1,66 @@
+"""The task base class: the shared policy every queue's tasks inherit.
+
+It owns what Zulip's QueueProcessingWorker owns: logging, a receipt of what each
+queue processed (operators and tests read it), and the dead-letter record for a
+task that failed for good, so nothing is lost and ``syndicate dead-letters
+requeue`` can put it back (Mailman's shunt queue).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+
+from celery import Task
+
+from syndicate.store import get_redis, key
+
+log = logging.getLogger("syndicate.workers")
+
+RECEIPTS_KEPT = 1000
+DEAD_LETTERS_KEPT = 10_000
+
+
+class SyndicateTask(Task):
+    abstract = True
+    acks_late = True
+    ignore_result = True
+    # Set by each task: which queue it consumes, for receipts and dead letters.
+    queue_name = "ingest"
+
+    def record_receipt(self, subject: str) -> None:
+        """Note that this queue handled ``subject`` (usually an event id)."""
+        client = get_redis()
+        with client.pipeline(transaction=False) as pipe:
+            pipe.lpush(key("receipts", self.queue_name), json.dumps({"task": self.name, "subject": subject, "at": time.time()}))
+            pipe.ltrim(key("receipts", self.queue_name), 0, RECEIPTS_KEPT - 1)
+            pipe.execute()
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):  # noqa: D401 - Celery hook
+        record = {
+            "task": self.name,
+            "queue": self.queue_name,
+            "args": list(args or ()),
+            "kwargs": dict(kwargs or {}),
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exception(exc))[-4000:],
+            "at": time.time(),
+            "task_id": task_id,
+        }
+        log.error("task %s failed for good on %s: %s", self.name, args, exc)
+        try:
+            client = get_redis()
+            client.lpush(key("dead-letters"), json.dumps(record))
+            client.ltrim(key("dead-letters"), 0, DEAD_LETTERS_KEPT - 1)
+        except Exception:  # the store itself may be what failed
+            log.exception("could not record dead letter for %s", self.name)
+
+
+def receipts(queue: str, count: int = 100) -> list[dict]:
+    return [json.loads(x) for x in get_redis().lrange(key("receipts", queue), 0, count - 1)]
+
+
+def dead_letters(count: int = 100) -> list[dict]:
+    return [json.loads(x) for x in get_redis().lrange(key("dead-letters"), 0, count - 1)]
