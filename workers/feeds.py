@@ -1,13 +1,84 @@
-"""Tasks of the ``feeds`` queue."""
+"""Tasks of the ``feeds`` queue: keep every feed's documents in step with the article store.
+
+``apply_event`` places the event's article in its feeds and renders them with
+single flight (see syndicate.feeds.state); the WebSub pings and the sweep for
+feeds left stale by a dead worker run as their own tasks, so neither can hold
+up a render.
+"""
 
 from __future__ import annotations
+
+import logging
+
+from syndicate import events
+from syndicate.config import get_settings
+from syndicate.feeds import service, state, websub
+from syndicate.store import get_redis, key
 
 from .app import app
 from .base import SyndicateTask
 
-BEAT_SCHEDULE: dict = {}
+log = logging.getLogger("syndicate.workers.feeds")
+
+BEAT_SCHEDULE = {
+    "feeds-sweep": {"task": "syndicate.feeds.sweep", "schedule": 30.0},
+}
+
+# One flush task in the queue at a time; the flush clears this before it claims pings.
+_KICK_TTL_MS = 60_000
 
 
-@app.task(name="syndicate.feeds.apply_event", base=SyndicateTask, queue_name="feeds", bind=True)
+def _kick_websub(_feed_id: str = "", _formats: list[str] | None = None) -> None:
+    if get_settings().websub_hub and get_redis().set(key("feeds", "websub", "kick"), 1, nx=True, px=_KICK_TTL_MS):
+        websub_flush.apply_async()
+
+
+@app.task(name="syndicate.feeds.apply_event", base=SyndicateTask, queue_name="feeds", bind=True,
+          autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
 def apply_event(self, event_id: str) -> None:
+    event = events.get_event(event_id)
+    if event is not None:
+        # The store, not the event snapshot, decides: a late or repeated event is harmless.
+        service.apply_article(event["article_id"], on_changed=_kick_websub,
+                              dispatch=lambda feed_id: render.apply_async(args=[feed_id, False]))
     self.record_receipt(event_id)
+
+
+@app.task(name="syndicate.feeds.render", base=SyndicateTask, queue_name="feeds", bind=True)
+def render(self, feed_id: str, mark: bool = True) -> int:
+    """Render one feed; ``mark=False`` when the sender already recorded the change (apply_event)."""
+    if mark:
+        state.mark_changed(get_redis(), feed_id)
+    return service.render_single_flight(feed_id, on_changed=_kick_websub)
+
+
+@app.task(name="syndicate.feeds.websub_flush", base=SyndicateTask, queue_name="feeds", bind=True)
+def websub_flush(self) -> int:
+    """Ping the hub for every changed feed URL that is due; failures are rescheduled with backoff."""
+    client = get_redis()
+    client.delete(key("feeds", "websub", "kick"))
+    hub = get_settings().websub_hub
+    topics = websub.take_due(client)
+    if not hub:
+        return 0
+    retry_in: list[float] = []
+    for topic in topics:
+        delay = websub.record(client, websub.ping(hub, topic))
+        if delay is not None:
+            retry_in.append(delay)
+    if retry_in:
+        # A short countdown is safe here (far below the visibility timeout); the sweep is the backstop.
+        websub_flush.apply_async(countdown=min(retry_in))
+    return len(topics)
+
+
+@app.task(name="syndicate.feeds.sweep", base=SyndicateTask, queue_name="feeds", bind=True)
+def sweep(self) -> list[str]:
+    """Backstop: render feeds a dead worker left stale and flush WebSub pings that came due."""
+    stale = service.sweep(on_changed=_kick_websub)
+    if stale:
+        log.warning("re-rendered stale feeds: %s", ", ".join(stale))
+    due = websub.next_due(get_redis())
+    if due is not None:
+        _kick_websub()
+    return stale

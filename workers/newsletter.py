@@ -1,13 +1,76 @@
-"""Tasks of the ``newsletter`` queue."""
+"""Tasks of the ``newsletter`` queue: stage stories, open due editions, send them.
+
+    stage_event(event_id)       put the event's story in each matching list's pending edition
+    tick()                      (beat) open the editions whose cron slot came, resume stalled ones
+    send_edition(edition_id)    build and send one edition; any number of runs send each subscriber once
+    send_confirmation(list, id) the double opt-in email
+
+Exactly once per (edition, subscriber): an edition is keyed by its cron slot,
+so a beat that fires twice opens one edition; a sending run must hold the
+edition's lease, claims recipients in Redis before sending and marks each one
+"committing" (checking the lease in the same Lua step) just before the final
+dot of DATA. A run killed mid-send leaves its lease to expire; ``tick`` then
+re-enqueues the edition and the new run sends every recipient that never got
+to "committing". A recipient caught between that dot and the recording of the
+server's answer is recorded "doubt" and not sent again: at most once, always;
+exactly once unless a crash lands in that one round trip.
+"""
 
 from __future__ import annotations
+
+import logging
+
+from syndicate import events
+from syndicate.errors import DeliveryError
+from syndicate.ingest import RETRACTED
+from syndicate.newsletter import editions, lists, service
+from syndicate.newsletter.listconfig import wants_section
+from syndicate.store import get_redis, key
 
 from .app import app
 from .base import SyndicateTask
 
-BEAT_SCHEDULE: dict = {}
+log = logging.getLogger("syndicate.workers.newsletter")
+
+BEAT_SCHEDULE = {
+    "newsletter-editions": {"task": "syndicate.newsletter.tick", "schedule": 20.0},
+}
 
 
 @app.task(name="syndicate.newsletter.stage_event", base=SyndicateTask, queue_name="newsletter", bind=True)
 def stage_event(self, event_id: str) -> None:
+    event = events.get_event(event_id)
+    if event is not None:
+        for config in lists.all_lists():
+            if event["type"] == RETRACTED:
+                # Build time leaves retracted stories out anyway; this keeps pending small.
+                get_redis().hdel(key("nl", "pending", config["id"]), event["article_id"])
+            elif wants_section(config, event.get("section")):
+                editions.stage(config["id"], event["article_id"], event_id)
     self.record_receipt(event_id)
+
+
+@app.task(name="syndicate.newsletter.tick", base=SyndicateTask, queue_name="newsletter", bind=True)
+def tick(self) -> list[str]:
+    due = service.open_due()
+    for eid in due + service.stalled():
+        send_edition.apply_async(args=[eid])
+    return due
+
+
+# A big list outlives the default task time limit; the lease, not the time limit,
+# guards against two senders (a redelivered message finds the lease held and returns).
+@app.task(name="syndicate.newsletter.send_edition", base=SyndicateTask, queue_name="newsletter", bind=True,
+          time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60)
+def send_edition(self, edition_id: str) -> dict:
+    try:
+        return service.run_edition(edition_id)
+    except service.LeaseLost as exc:
+        log.warning("%s; the run holding it carries on", exc)
+        return {"id": edition_id, "note": str(exc)}
+
+
+@app.task(name="syndicate.newsletter.send_confirmation", base=SyndicateTask, queue_name="newsletter", bind=True,
+          autoretry_for=(DeliveryError, OSError), retry_backoff=5, retry_backoff_max=300, max_retries=6)
+def send_confirmation(self, list_id: str, subscriber_id: str) -> None:
+    service.send_confirmation(list_id, subscriber_id)

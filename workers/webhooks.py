@@ -1,13 +1,135 @@
-"""Tasks of the ``webhooks`` queue."""
+"""Tasks of the ``webhooks`` queue: dispatch events to partners, attempt deliveries, drain retries.
+
+Attempts run on a thread pool owned by each worker process, not in the Celery
+task itself: a partner that hangs until its read timeout then holds one
+thread, never a worker slot, and at most ``SYNDICATE_WEBHOOK_PARTNER_CONCURRENCY``
+threads per partner, so other partners (and other queues) keep flowing. A task
+hands its deliveries to the pool and returns; the delivery's lease in the Redis
+schedule covers the attempt, so if this process dies mid-attempt the drain
+picks the delivery up again once the lease runs out.
+
+Retries never use Celery countdown/ETA (the Redis broker redelivers unacked ETA
+tasks after its visibility timeout): they wait in the ``webhooks:schedule``
+sorted set, which the beat task ``syndicate.webhooks.drain`` reads every second.
+"""
 
 from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from syndicate.config import get_settings
+from syndicate.webhooks import deliveries, service
 
 from .app import app
 from .base import SyndicateTask
 
-BEAT_SCHEDULE: dict = {}
+log = logging.getLogger("syndicate.workers.webhooks")
+
+BEAT_SCHEDULE = {
+    "webhooks-drain": {"task": "syndicate.webhooks.drain", "schedule": 1.0},
+    "webhooks-prune": {"task": "syndicate.webhooks.prune", "schedule": 3600.0},
+}
+
+# A partner over its in-flight limit is looked at again this much later.
+DEFER_SECONDS = 1.0
 
 
-@app.task(name="syndicate.webhooks.dispatch_event", base=SyndicateTask, queue_name="webhooks", bind=True)
+class _Attempts:
+    """The per-process pool of attempt threads with a per-partner in-flight limit."""
+
+    def __init__(self, threads: int, per_partner: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook")
+        self.slots = threading.BoundedSemaphore(threads)
+        self.per_partner = per_partner
+        self.inflight: collections.Counter[str] = collections.Counter()
+        self.lock = threading.Lock()
+
+    def submit(self, delivery_id: str, partner: str, ctx: service.Context) -> bool:
+        """Start an attempt; False when the partner already has its share in flight (deferred instead)."""
+        with self.lock:
+            if self.inflight[partner] >= self.per_partner:
+                busy = True
+            else:
+                busy = False
+                self.inflight[partner] += 1
+        if busy:
+            deliveries.defer(delivery_id, time.time() + DEFER_SECONDS)
+            return False
+        # Blocks only when every thread is busy: back-pressure on the task, not an unbounded queue.
+        self.slots.acquire()
+        self.pool.submit(self._run, delivery_id, partner, ctx)
+        return True
+
+    def _run(self, delivery_id: str, partner: str, ctx: service.Context) -> None:
+        try:
+            service.attempt(delivery_id, ctx)
+        except Exception:  # the lease brings it back; log why this attempt died
+            log.exception("attempt of %s to %s failed unexpectedly", delivery_id, partner)
+        finally:
+            with self.lock:
+                self.inflight[partner] -= 1
+                if self.inflight[partner] <= 0:
+                    del self.inflight[partner]
+            self.slots.release()
+
+
+_pools: dict[int, _Attempts] = {}
+_pools_lock = threading.Lock()
+
+
+def attempts_pool() -> _Attempts:
+    pid = os.getpid()  # a forked prefork child builds its own pool
+    pool = _pools.get(pid)
+    if pool is None:
+        with _pools_lock:
+            pool = _pools.get(pid)
+            if pool is None:
+                settings = get_settings()
+                pool = _pools[pid] = _Attempts(settings.webhook_worker_threads, settings.webhook_partner_concurrency)
+    return pool
+
+
+@app.task(name="syndicate.webhooks.dispatch_event", base=SyndicateTask, queue_name="webhooks", bind=True,
+          autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
 def dispatch_event(self, event_id: str) -> None:
+    """One delivery per matching partner (idempotent per event), first attempts started at once."""
+    ctx = service.context()
+    pool = attempts_pool()
+    for delivery_id, partner in service.dispatch(event_id, ctx):
+        pool.submit(delivery_id, partner, ctx)
     self.record_receipt(event_id)
+
+
+@app.task(name="syndicate.webhooks.deliver", base=SyndicateTask, queue_name="webhooks", bind=True,
+          autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def deliver(self, delivery_id: str) -> None:
+    """Attempt one delivery now (a due retry, a resend); a finished or busy delivery is left alone."""
+    record = deliveries.get(delivery_id)
+    if record is None or record.get("status") != "pending":
+        return
+    attempts_pool().submit(delivery_id, record.get("partner", ""), service.context())
+
+
+@app.task(name="syndicate.webhooks.drain", base=SyndicateTask, queue_name="webhooks", bind=True)
+def drain(self) -> int:
+    """Beat, every second: hand each due delivery of the Redis schedule to a deliver task."""
+    due = service.drain(service.context())
+    for delivery_id in due:
+        deliver.apply_async(args=[delivery_id])
+    return len(due)
+
+
+@app.task(name="syndicate.webhooks.prune", base=SyndicateTask, queue_name="webhooks", bind=True)
+def prune(self) -> int:
+    """Beat, hourly: trim the delivery indexes to the retention (records expire on their own)."""
+    return service.prune(service.context())
+
+
+def enqueue_deliver(delivery_id: str) -> None:
+    """For the API and CLI: attempt a delivery soon (the schedule catches it if the broker is down)."""
+    deliver.apply_async(args=[delivery_id])

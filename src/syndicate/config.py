@@ -90,11 +90,17 @@ class Settings:
     webhook_rotation_grace_hours: float
     webhook_disable_after_days: float
     delivery_retention_days: int
+    webhook_worker_threads: int
+    webhook_partner_concurrency: int
     # --- newsletter -------------------------------------------------------
     smtp_url: str
     newsletter_from: str
     smtp_batch_size: int
     smtp_rate_per_second: float
+    smtp_retry_delays: tuple[float, ...]
+    newsletter_lease_seconds: float
+    newsletter_confirm_hours: float
+    newsletter_retention_days: int
 
     @property
     def broker_prefix(self) -> str:
@@ -113,6 +119,17 @@ def _retry_schedule() -> tuple[float, ...]:
     if not schedule or any(x < 0 for x in schedule):
         raise ConfigError("SYNDICATE_WEBHOOK_RETRY_SCHEDULE needs at least one non-negative delay")
     return schedule
+
+
+def _delays(name: str, default: str) -> tuple[float, ...]:
+    # Newsletter: seconds to wait before each retry pass over transiently failed recipients.
+    try:
+        delays = tuple(float(x) for x in _list(name, default))
+    except ValueError:
+        raise ConfigError(f"SYNDICATE_{name} must be comma-separated seconds, e.g. 5,30,120") from None
+    if any(x < 0 for x in delays):
+        raise ConfigError(f"SYNDICATE_{name} delays must not be negative")
+    return delays
 
 
 def load_settings() -> Settings:
@@ -151,10 +168,16 @@ def load_settings() -> Settings:
         webhook_rotation_grace_hours=_float("WEBHOOK_ROTATION_GRACE_HOURS", 24.0),
         webhook_disable_after_days=_float("WEBHOOK_DISABLE_AFTER_DAYS", 5.0),
         delivery_retention_days=_int("DELIVERY_RETENTION_DAYS", 30),
+        webhook_worker_threads=max(_int("WEBHOOK_WORKER_THREADS", 32), 1),
+        webhook_partner_concurrency=max(_int("WEBHOOK_PARTNER_CONCURRENCY", 4), 1),
         smtp_url=_env("SMTP_URL", "smtp://127.0.0.1:1025"),
         newsletter_from=_env("NEWSLETTER_FROM", "Syndicate News <newsletter@localhost>"),
         smtp_batch_size=_int("SMTP_BATCH_SIZE", 100),
         smtp_rate_per_second=_float("SMTP_RATE_PER_SECOND", 0.0),
+        smtp_retry_delays=_delays("SMTP_RETRY_DELAYS", "5,30,120"),
+        newsletter_lease_seconds=_float("NEWSLETTER_LEASE_SECONDS", 60.0),
+        newsletter_confirm_hours=_float("NEWSLETTER_CONFIRM_HOURS", 48.0),
+        newsletter_retention_days=_int("NEWSLETTER_RETENTION_DAYS", 90),
     )
 
 

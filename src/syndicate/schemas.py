@@ -78,28 +78,115 @@ def _unknown_keys(error: ValidationError) -> list[str]:
     return [k for k in instance if k not in known and not any(p.search(k) for p in patterns)]
 
 
-def _problems_of(error: ValidationError) -> list[Problem]:
+_JSON_TYPES = {
+    dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+    type(None): "null",
+}
+_TYPE_NAMES = {"object": "an object", "array": "an array", "string": "a string", "boolean": "a boolean",
+               "integer": "an integer", "number": "a number", "null": "null"}
+_FORMAT_MESSAGES = {
+    "date-time": "must be an RFC 3339 date-time with a time zone offset or Z, e.g. 2026-11-25T09:30:00-05:00",
+    "uri": "must be an absolute URI",
+}
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    # Messages quote the offending value, but a 20,000-character paragraph must not be echoed whole.
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _message(error: ValidationError) -> str:
+    """A message a publisher can act on; jsonschema's own text quotes regexes and whole values."""
+    kind, expected, value, schema = error.validator, error.validator_value, error.instance, error.schema
+    if kind == "type":
+        wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in ([expected] if isinstance(expected, str) else expected))
+        return f"must be {wanted}, not {_JSON_TYPES.get(type(value), type(value).__name__)}"
+    if kind == "pattern" and schema.get("errorMessage"):
+        return f"{schema['errorMessage']}; got {_preview(value)}"
+    if kind == "pattern":
+        hint = f": {schema['description']}" if schema.get("description") else ""
+        return f"{_preview(value)} does not match {json.dumps(expected)}{hint}"
+    if kind == "format" and expected in _FORMAT_MESSAGES:
+        return f"{_FORMAT_MESSAGES[expected]}; got {_preview(value)}"
+    if kind == "minLength":
+        return "must not be empty" if expected == 1 else f"must have at least {_count(expected, 'character')}"
+    if kind == "maxLength":
+        return f"is {_count(len(value), 'character')} long; at most {expected} allowed"
+    if kind == "minItems":
+        return f"must have at least {_count(expected, 'item')}"
+    if kind == "maxItems":
+        return f"has {_count(len(value), 'item')}; at most {expected} allowed"
+    if kind == "uniqueItems":
+        seen: list[Any] = []
+        dupes: list[str] = []
+        for item in value:
+            if item in seen and _preview(item) not in dupes:
+                dupes.append(_preview(item))
+            seen.append(item)
+        return f"items must be unique; repeated: {', '.join(dupes)}" if dupes else "items must be unique"
+    if kind == "enum":
+        return f"must be one of {', '.join(_preview(v) for v in expected)}; got {_preview(value)}"
+    if kind == "const":
+        return f"must be {_preview(expected)}; got {_preview(value)}"
+    if kind in ("minimum", "maximum"):
+        word = "at least" if kind == "minimum" else "at most"
+        return f"must be {word} {expected}; got {_preview(value)}"
+    if kind == "required":
+        # jsonschema reports one error per missing key; its message names the key.
+        return error.message.replace(" is a required property", " is required")
+    return error.message if len(error.message) <= 300 else error.message[:299] + "…"
+
+
+def _problems_of(error: ValidationError) -> list[tuple[list[Any], Problem]]:
     path = list(error.absolute_path)
     if error.validator in ("unevaluatedProperties", "additionalProperties") and isinstance(error.instance, dict):
         unknown = _unknown_keys(error)
         if unknown:
             return [
-                Problem(json_path([*path, key]), "unknown field; remove it or prefix it with x- for a publisher extension")
+                ([*path, key], Problem(json_path([*path, key]), "unknown field; remove it or prefix it with x- for a publisher extension"))
                 for key in unknown
             ]
-    message = error.message
-    if error.validator == "pattern" and error.schema.get("description"):
-        message = f"{error.message}: {error.schema['description']}"
-    return [Problem(json_path(path), message)]
+    return [(path, Problem(json_path(path), _message(error)))]
+
+
+def _without_echoes(leaves: list[ValidationError]) -> list[ValidationError]:
+    """Drop errors that only repeat another at the same path, so one fault is one problem.
+
+    An empty string also fails the "not blank" pattern; a non-http URL usually also fails
+    format "uri". The more specific message (minLength, the URL pattern) is the one kept.
+    """
+    kinds: dict[tuple[Any, ...], set[str]] = {}
+    for leaf in leaves:
+        kinds.setdefault(tuple(leaf.absolute_path), set()).add(str(leaf.validator))
+    kept = []
+    for leaf in leaves:
+        seen = kinds[tuple(leaf.absolute_path)]
+        if leaf.validator == "pattern" and leaf.instance == "" and "minLength" in seen:
+            continue
+        if leaf.validator == "format" and "pattern" in seen:
+            continue
+        kept.append(leaf)
+    return kept
+
+
+def _path_order(parts: list[Any]) -> tuple[tuple[int, int, str], ...]:
+    # Natural order: blocks[2] before blocks[10], which a plain string sort gets wrong.
+    return tuple((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in parts)
 
 
 def problems(name: str, document: Any) -> list[Problem]:
-    """Every way ``document`` breaks schema ``name``, sorted by path; empty when valid."""
-    found: set[Problem] = set()
-    for error in validator(name).iter_errors(document):
-        for leaf in _leaf_errors(error):
-            found.update(_problems_of(leaf))
-    return sorted(found, key=lambda p: (p.path, p.message))
+    """Every way ``document`` breaks schema ``name``, sorted by path (array indexes numerically); empty when valid."""
+    leaves = [leaf for error in validator(name).iter_errors(document) for leaf in _leaf_errors(error)]
+    found: dict[Problem, list[Any]] = {}
+    for leaf in _without_echoes(leaves):
+        for parts, problem in _problems_of(leaf):
+            found.setdefault(problem, parts)
+    return sorted(found, key=lambda p: (_path_order(found[p]), p.message))
 
 
 def validate(name: str, document: Any) -> None:

@@ -20,7 +20,10 @@ def expand(paths: tuple[str, ...]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            out.extend(sorted(path.glob("*.json")))
+            found = sorted(path.glob("*.json"))
+            if not found:
+                raise ValidationFailed([Problem("$", f"no *.json files in directory {path}")])
+            out.extend(found)
         else:
             out.append(path)
     return out
@@ -51,7 +54,12 @@ def load_article(path: Path) -> dict[str, Any]:
 def validate_cmd(files: tuple[str, ...]) -> None:
     """Check article FILES against schemas/article.schema.json; list every problem with its path."""
     bad = 0
-    for path in expand(files):
+    try:
+        paths = expand(files)
+    except ValidationFailed as exc:
+        report_problems("input", exc)
+        sys.exit(EXIT_BAD_INPUT)
+    for path in paths:
         try:
             load_article(path)
         except ValidationFailed as exc:

@@ -1,7 +1,68 @@
-"""CLI commands of the feeds concern."""
+"""CLI commands of the feeds concern: ``syndicate feeds list`` and ``syndicate feeds rebuild``."""
 
 from __future__ import annotations
 
 import click
 
-COMMANDS: list[click.Command] = []
+from .common import echo_json, handle_errors
+
+
+@click.group("feeds")
+def feeds_group() -> None:
+    """The RSS, Atom and JSON feeds: list them, rebuild them from stored articles."""
+
+
+@feeds_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@handle_errors
+def feeds_list(as_json: bool) -> None:
+    """Every feed: items, last update, renders and URLs."""
+    from ..config import get_settings
+    from ..feeds import FORMATS, feed_spec, index, state
+    from ..store import get_redis
+
+    client, settings = get_redis(), get_settings()
+    rows = []
+    for feed_id in index.feed_ids(client):
+        spec = feed_spec(feed_id, settings, index.section_name(client, feed_id))
+        info = state.status(client, feed_id)
+        rows.append({"id": feed_id, "title": spec.title, "items": int(info["items"] or 0),
+                     "updated": info["updated"], "renders": int(info["renders"] or 0),
+                     "changes": info["changes"], "stale": int(info["gen"] or 0) < int(info["changes"]),
+                     "urls": {fmt: spec.url(fmt) for fmt in FORMATS},
+                     "file": str(settings.feed_dir / spec.path("rss"))[:-4] + ".{rss,atom,json}"})
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        flag = "  (stale: a render is due)" if row["stale"] else ""
+        click.echo(f"{row['id']:<32} {row['items']:>4} items  updated {row['updated'] or '-':<26} "
+                   f"renders {row['renders']}{flag}")
+        click.echo(f"    {row['urls']['rss']}")
+
+
+@feeds_group.command("rebuild")
+@click.option("--feed", "feed_ids", multiple=True, metavar="ID",
+              help="Only this feed (e.g. all, sections/us); repeatable. Default: every feed.")
+@handle_errors
+def feeds_rebuild(feed_ids: tuple[str, ...]) -> None:
+    """Re-index every feed from the stored articles and render it again, with progress."""
+    from ..feeds import index, service
+    from ..store import get_redis
+
+    client = get_redis()
+    index.discover_sections(client)
+    targets = list(feed_ids) or index.feed_ids(client)
+    known = set(index.feed_ids(client))
+    unknown = [f for f in targets if f not in known]
+    if unknown:
+        raise click.BadParameter(f"unknown feed(s): {', '.join(unknown)}; see `syndicate feeds list`",
+                                 param_hint="--feed")
+    with click.progressbar(length=len(targets), label="Rebuilding feeds", file=click.get_text_stream("stderr")) as bar:
+        def step(_feed_id: str) -> None:
+            bar.update(1)
+        done = service.rebuild(targets, progress=step)
+    click.echo(f"rebuilt {len(done)} feed(s)")
+
+
+COMMANDS: list[click.Command] = [feeds_group]

@@ -1,0 +1,33 @@
+# Two commands on a fresh machine with nothing but Python 3.10+:
+#   make run    start syndicate on an embedded Redis and publish the example stories
+#   make test   run the test suite
+# Each creates the virtual environment and installs the project when it is missing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: run test test-embedded bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/syndicate run --examples examples/articles
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# The end-to-end tests again on an embedded Redis, ignoring any Redis the machine runs.
+test-embedded: $(STAMP)
+	SYNDICATE_TEST_EMBEDDED=1 $(BIN)/python -m pytest tests/test_end_to_end.py tests/test_run_embedded.py
+
+bench: $(STAMP)
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

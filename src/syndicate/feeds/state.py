@@ -1,0 +1,113 @@
+"""Rendered documents and single-flight rendering state, in Redis.
+
+Keys (under the deployment prefix):
+    feeds:gen:{feed_id}    int     bumped by every change to the feed
+    feeds:lock:{feed_id}   string  the render lock: a random token, with a TTL
+    feeds:doc:{feed_id}    hash    {fmt} bytes, {fmt}:etag, {fmt}:lm, updated, items, gen, renders, rendered_at
+
+Single flight: a change bumps ``gen`` and then tries the lock. Whoever holds it
+renders, stores the documents (only while still holding the lock) and releases
+it only if ``gen`` did not move during the render; otherwise it renders once
+more. So one render is in flight per feed, every burst of changes during a
+render costs exactly one more render, and the last change is always rendered.
+The lock's TTL bounds the damage of a worker that dies holding it; the sweep
+task re-renders any feed whose rendered ``gen`` lags.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import redis
+
+from ..store import key
+from .render import Rendered
+
+LOCK_TTL_MS = 30_000
+
+# KEYS: lock, doc; ARGV: token, gen, ttl, then field/value pairs.
+_STORE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local fields = {}
+for i = 4, #ARGV do table.insert(fields, ARGV[i]) end
+redis.call('HSET', KEYS[2], 'gen', ARGV[2], unpack(fields))
+redis.call('HINCRBY', KEYS[2], 'renders', 1)
+return 1
+"""
+
+# KEYS: lock, gen; ARGV: token, gen rendered. 1 = released, 0 = changed meanwhile (render again), -1 = lost.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+def gen_key(feed_id: str) -> str:
+    return key("feeds", "gen", feed_id)
+
+
+def lock_key(feed_id: str) -> str:
+    return key("feeds", "lock", feed_id)
+
+
+def doc_key(feed_id: str) -> str:
+    return key("feeds", "doc", feed_id)
+
+
+def mark_changed(client: redis.Redis, feed_id: str) -> int:
+    return client.incr(gen_key(feed_id))
+
+
+def current_gen(client: redis.Redis, feed_id: str) -> int:
+    return int(client.get(gen_key(feed_id)) or 0)
+
+
+def try_lock(client: redis.Redis, feed_id: str) -> str | None:
+    """A token if this caller now owns the feed's render, else None (someone else is rendering)."""
+    token = secrets.token_hex(8)
+    return token if client.set(lock_key(feed_id), token, nx=True, px=LOCK_TTL_MS) else None
+
+
+def store(client: redis.Redis, feed_id: str, token: str, gen: int, rendered: Rendered) -> bool:
+    """Save every format of a render, if ``token`` still holds the lock; False if it was lost."""
+    fields: list[object] = ["updated", rendered.updated.isoformat(), "items", len(rendered.item_ids),
+                            "rendered_at", f"{time.time():.3f}"]
+    for fmt, doc in rendered.documents.items():
+        fields += [fmt, doc.body, f"{fmt}:etag", doc.etag, f"{fmt}:lm", doc.last_modified]
+    script = client.register_script(_STORE)
+    return bool(script(keys=[lock_key(feed_id), doc_key(feed_id)], args=[token, gen, LOCK_TTL_MS, *fields]))
+
+
+def release(client: redis.Redis, feed_id: str, token: str, gen: int) -> int:
+    """1 released; 0 the feed changed during the render (render again, still locked); -1 lock lost."""
+    script = client.register_script(_RELEASE)
+    return int(script(keys=[lock_key(feed_id), gen_key(feed_id)], args=[token, gen]))
+
+
+def etags(client: redis.Redis, feed_id: str, formats: tuple[str, ...]) -> dict[str, str | None]:
+    values = client.hmget(doc_key(feed_id), [f"{fmt}:etag" for fmt in formats])
+    return {fmt: (v.decode() if isinstance(v, bytes) else v) for fmt, v in zip(formats, values)}
+
+
+def status(client: redis.Redis, feed_id: str) -> dict[str, object]:
+    """What ``syndicate feeds list`` shows: items, updated, renders, gens, ETags."""
+    fields = ("items", "updated", "renders", "gen", "rendered_at", "rss:etag", "atom:etag", "json:etag")
+    values = client.hmget(doc_key(feed_id), fields)
+    out: dict[str, object] = {
+        f: (v.decode() if isinstance(v, bytes) else v) for f, v in zip(fields, values)
+    }
+    out["changes"] = current_gen(client, feed_id)
+    out["rendering"] = bool(client.exists(lock_key(feed_id)))
+    return out
+
+
+def get_document(client: redis.Redis, feed_id: str, fmt: str) -> tuple[bytes, str, str] | None:
+    """(body, etag, last_modified) of a stored document, or None if never rendered."""
+    body, etag, lm = client.hmget(doc_key(feed_id), fmt, f"{fmt}:etag", f"{fmt}:lm")
+    if body is None:
+        return None
+    return body, (etag.decode() if isinstance(etag, bytes) else etag), (lm.decode() if isinstance(lm, bytes) else lm)

@@ -1,0 +1,313 @@
+"""Newsletter operations: load state, call the pure code, persist, send.
+
+Tasks, the CLI and the API all come through here, so `syndicate digest send
+--now` and a beat-fired edition run exactly the same code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from .. import events
+from ..config import get_settings
+from ..errors import DeliveryError, NotFound
+from ..store import get_redis, key
+from . import cron, editions, lists, render, tokens
+from .edition import UNSUBSCRIBE_PLACEHOLDER, Edition, select
+from .message import EditionMessage, simple_message
+from .smtpurl import parse_smtp_url
+from .transport import CommitAborted, Outcome, SmtpConnection
+
+log = logging.getLogger("syndicate.newsletter")
+FIRST_EDITION_WINDOW = 24 * 3600
+
+
+class LeaseLost(DeliveryError):
+    """Another sender took over this edition (ours stalled past the lease); stop without sending more."""
+
+
+# --- choosing stories --------------------------------------------------------
+
+def _recent_ids(since: float, client: redis.Redis) -> list[str]:
+    # The first edition carries the last 24 h: live articles by datePublished (events' index).
+    return client.zrevrangebyscore(key("articles"), "+inf", since)
+
+
+def _stories(config: dict[str, Any], staged_ids: list[str], window_start: str,
+             now: float, client: redis.Redis) -> list[dict[str, Any]]:
+    ids = list(dict.fromkeys(staged_ids))
+    if not window_start:
+        ids += [i for i in _recent_ids(now - FIRST_EDITION_WINDOW, client) if i not in ids]
+    exclude = editions.included(config["id"], ids, client)
+    return select(config, (events.get_article(i, client) for i in ids), exclude)
+
+
+def next_edition(list_id: str, client: redis.Redis | None = None) -> Edition:
+    """What the next edition would carry now, without rotating anything (preview)."""
+    r = client or get_redis()
+    config = lists.get_list(list_id, r)
+    state = lists.list_state(list_id, r)
+    now = time.time()
+    stories = _stories(config, editions.staged(list_id, r), state.get("last_edition_at", ""), now, r)
+    return Edition("preview", config, stories, dt.datetime.fromtimestamp(now, dt.timezone.utc), get_settings().site_url)
+
+
+def preview(list_id: str, fmt: str = "html") -> tuple[str, int]:
+    """(document, story count); the unsubscribe link points nowhere."""
+    edition = next_edition(list_id)
+    if not edition.stories:
+        return "", 0
+    rendered = render.render(edition)
+    body = rendered.html if fmt == "html" else rendered.text
+    return body.replace(UNSUBSCRIBE_PLACEHOLDER, "#unsubscribe-preview"), len(edition.stories)
+
+
+# --- opening editions --------------------------------------------------------
+
+def scheduled_edition_id(list_id: str, slot: dt.datetime) -> str:
+    return f"{list_id}.{slot.astimezone(dt.timezone.utc):%Y%m%dT%H%MZ}"
+
+
+def open_manual(list_id: str) -> str:
+    lists.get_list(list_id)
+    eid = f"{list_id}.m{int(time.time() * 1000)}"
+    editions.open_edition(eid, list_id, dt.datetime.now(dt.timezone.utc).isoformat(), "manual", time.time())
+    return eid
+
+
+def open_due(now: dt.datetime | None = None) -> list[str]:
+    """Open the edition of every list whose latest cron slot has no edition yet; return their ids.
+
+    Keyed by slot, so a beat that fires twice (or two beats) opens one edition.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    opened = []
+    r = get_redis()
+    for config in lists.all_lists(r):
+        slot = cron.previous_fire(config["schedule"], config["timezone"], now)
+        created = float(lists.list_state(config["id"], r).get("created_at") or 0)
+        if slot is None or slot.timestamp() < created:
+            continue  # a new list waits for its first slot after creation
+        eid = scheduled_edition_id(config["id"], slot)
+        if editions.open_edition(eid, config["id"], slot.isoformat(), "scheduled", slot.timestamp(), r) == 1:
+            opened.append(eid)
+    return opened
+
+
+def stalled() -> list[str]:
+    """Unfinished editions nobody holds the lease of (their sender died): to be resumed."""
+    r = get_redis()
+    out = []
+    for eid in editions.active_editions(r):
+        if editions.lease_holder(eid, r) is None and r.set(key("nl", "kick", eid), 1, nx=True, ex=15):
+            out.append(eid)
+    return out
+
+
+# --- building and sending ----------------------------------------------------
+
+def _build(eid: str, record: dict[str, str], r: redis.Redis) -> bool:
+    """Build the edition's content and snapshot its recipients; False when it was skipped."""
+    list_id = record["list"]
+    config = lists.get_list(list_id, r)
+    now = time.time()
+    stories = _stories(config, editions.edition_story_ids(eid, r), record.get("window_start", ""), now, r)
+    if not stories:
+        editions.finish_build(eid, list_id, None, [], "no new stories since the previous edition", r)
+        r.expire(editions.ed_key(eid), get_settings().newsletter_retention_days * 86400)
+        log.info("edition %s skipped: no stories", eid)
+        return False
+    edition = Edition(eid, config, stories, dt.datetime.fromtimestamp(now, dt.timezone.utc), get_settings().site_url)
+    rendered = render.render(edition)
+    content = {"list": config, "subject": rendered.subject, "html": rendered.html, "text": rendered.text,
+               "stories": [s["id"] for s in stories], "full": rendered.full_stories,
+               "linked_only": rendered.linked_only, "issued_at": now}
+    editions.finish_build(eid, list_id, content, content["stories"], client=r)
+    return True
+
+
+class _Pacer:
+    """At most ``rate`` messages per second (0: unlimited) for this sender."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next = time.monotonic()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        if self.next > now:
+            time.sleep(self.next - now)
+        self.next = max(self.next, now) + self.interval
+
+
+class _Sender:
+    def __init__(self, eid: str, list_id: str, content: dict[str, Any], owner: str,
+                 progress: Callable[[int], None] | None, r: redis.Redis) -> None:
+        settings = get_settings()
+        self.settings, self.eid, self.list_id, self.owner, self.r = settings, eid, list_id, owner, r
+        self.progress = progress or (lambda n: None)
+        self.message = EditionMessage(content["list"], eid, content["subject"], content["html"], content["text"],
+                                      settings.newsletter_from, date=content.get("issued_at"))
+        self.smtp = parse_smtp_url(settings.smtp_url)
+        self.ttl = settings.newsletter_lease_seconds
+        self.max_attempts = len(settings.smtp_retry_delays) + 1
+        self.pacer = _Pacer(settings.smtp_rate_per_second)
+
+    def run(self) -> None:
+        delays = list(self.settings.smtp_retry_delays)
+        while True:
+            if not self._pass():
+                return
+            if not delays:
+                return
+            self._sleep(delays.pop(0))
+
+    def _sleep(self, seconds: float) -> None:
+        # Keep the lease alive while waiting to retry.
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.r.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
+                           1, editions.ed_key(self.eid, "lease"), self.owner, int(self.ttl * 1000)) != 1:
+                raise LeaseLost(f"lost the lease of edition {self.eid} while waiting to retry")
+            time.sleep(min(max(deadline - time.monotonic(), 0), self.ttl / 3))
+
+    def _pass(self) -> bool:
+        """One pass over every claimable recipient; True if some should be retried."""
+        offset, retry = 0, False
+        while True:
+            got = editions.claim(self.eid, self.list_id, self.owner, self.ttl, offset,
+                                 self.settings.smtp_batch_size, self.r)
+            if got is None:
+                raise LeaseLost(f"lost the lease of edition {self.eid}")
+            next_offset, batch = got
+            if batch:
+                retry |= self._batch(batch)
+            if next_offset == offset:
+                return retry
+            offset = next_offset
+
+    def _open(self) -> SmtpConnection | None:
+        conn = SmtpConnection(self.smtp)
+        try:
+            conn.open()
+        except Exception as exc:  # connect/TLS/auth failures are transient for every recipient in the batch
+            log.warning("edition %s: cannot connect to %s: %s", self.eid, self.smtp.redacted(), exc)
+            self.connect_error = f"connect: {type(exc).__name__}: {exc}"
+            return None
+        return conn
+
+    def _batch(self, batch: list[tuple[str, str]]) -> bool:
+        retry = False
+        conn = self._open()  # one connection for the whole batch
+        try:
+            for i, (address, sid) in enumerate(batch):
+                if conn is None:
+                    for rest, _ in batch[i:]:
+                        retry |= editions.record_transient(self.eid, rest, self.connect_error, self.max_attempts, self.r)
+                        self.progress(1)
+                    return retry
+                outcome = self._send_one(conn, address, sid)
+                retry |= self._record(address, outcome)
+                self.progress(1)
+                if outcome.broken:
+                    conn.abort()
+                    conn = self._open()
+        finally:
+            if conn is not None:
+                conn.close()
+        return retry
+
+    def _send_one(self, conn: SmtpConnection, address: str, sid: str) -> Outcome:
+        token = tokens.sign(self.settings.secret_key, tokens.UNSUBSCRIBE, self.list_id, sid)
+        url = f"{self.settings.public_url}/unsubscribe/{token}"
+        copy = self.message.copy_for(address, sid, url, token)
+        self.pacer.wait()
+        try:
+            return conn.send(copy.sender, address, copy.data,
+                             before_commit=lambda: editions.mark_committing(self.eid, self.owner, self.ttl, address, self.r))
+        except CommitAborted as exc:
+            raise LeaseLost(str(exc)) from None
+
+    def _record(self, address: str, outcome: Outcome) -> bool:
+        if outcome.status == "transient":
+            return editions.record_transient(self.eid, address, outcome.detail, self.max_attempts, self.r)
+        editions.record(self.eid, address, outcome.status, outcome.detail[:300], self.r)
+        return False
+
+
+def run_edition(eid: str, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Build (if not yet built) and send an edition; safe to call any number of times, concurrently too."""
+    r = get_redis()
+    record = editions.get_edition(eid, r)
+    if not record:
+        raise NotFound(f"no edition {eid!r}")
+    if record["state"] in ("sent", "skipped"):
+        return summary(eid)
+    owner = uuid.uuid4().hex
+    if not editions.acquire_lease(eid, owner, get_settings().newsletter_lease_seconds, r):
+        return {**summary(eid), "note": "another sender holds this edition"}
+    try:
+        if record["state"] == "open" and not _build(eid, record, r):
+            return summary(eid)
+        record = editions.get_edition(eid, r)
+        _Sender(eid, record["list"], json.loads(record["content"]), owner, progress, r).run()
+        editions.finish(eid, get_settings().newsletter_retention_days, r)
+        return summary(eid)
+    finally:
+        editions.release_lease(eid, owner, r)
+
+
+def summary(eid: str) -> dict[str, Any]:
+    record = editions.get_edition(eid)
+    if not record:
+        raise NotFound(f"no edition {eid!r}")
+    out: dict[str, Any] = {k: v for k, v in record.items() if k != "content"}
+    if record.get("content"):
+        content = json.loads(record["content"])
+        out.update(subject=content["subject"], stories=len(content["stories"]), linked_only=content["linked_only"])
+    out["counts"] = editions.tally(eid) if record["state"] != "skipped" else {}
+    return out
+
+
+# --- double opt-in -----------------------------------------------------------
+
+def request_subscription(list_id: str, email: str) -> str | None:
+    """Record a pending subscriber; the subscriber id to confirm, or None (already in, or asked too recently)."""
+    record = lists.request_subscription(list_id, email)
+    if not record:
+        return None
+    # One confirmation email per address per 10 minutes: the endpoint is public.
+    if not get_redis().set(key("nl", "confirm-sent", list_id, record["sid"]), 1, nx=True, ex=600):
+        return None
+    return record["sid"]
+
+
+def send_confirmation(list_id: str, subscriber_id: str) -> Outcome | None:
+    settings = get_settings()
+    config = lists.get_list(list_id)
+    address = lists.address_of(list_id, subscriber_id)
+    if address is None:
+        return None
+    expires = int(time.time() + settings.newsletter_confirm_hours * 3600)
+    token = tokens.sign(settings.secret_key, tokens.CONFIRM, list_id, subscriber_id, expires)
+    context = {"list_name": config["name"], "url": f"{settings.public_url}/newsletters/confirm/{token}",
+               "hours": int(settings.newsletter_confirm_hours), "description": config.get("description", "")}
+    text = render.render_page("confirm_email.txt", **context)
+    html = render.render_page("confirm_email.html", **context)
+    sender, data = simple_message(config.get("fromAddress") or settings.newsletter_from, address,
+                                  f"Confirm your subscription to {config['name']}", text, html)
+    with SmtpConnection(parse_smtp_url(settings.smtp_url)) as conn:
+        outcome = conn.send(sender, address, data)
+    if outcome.status == "transient":
+        raise DeliveryError(f"confirmation to {address} failed for now: {outcome.detail}")
+    return outcome

@@ -1,0 +1,242 @@
+"""Delivery records, their attempt log and the durable retry schedule, in Redis.
+
+One delivery per (event, partner); its id is derived from both, so a
+redelivered event finds the delivery already there and creates nothing. The
+id is also the ``webhook-id`` header, stable across attempts.
+
+Keys (under the deployment prefix):
+    webhooks:delivery:{id}               hash  the delivery: partner, event, body, status, counters
+    webhooks:delivery:{id}:attempts      list  one JSON record per attempt (oldest first)
+    webhooks:deliveries                  zset  id -> created_at (the log, newest last)
+    webhooks:partner-deliveries:{name}   zset  id -> created_at, per partner
+    webhooks:event-deliveries:{event}    set   ids of one event's deliveries
+    webhooks:deliveries:failed           zset  id -> failed_at (the dead letters)
+    webhooks:schedule                    zset  id -> when someone must next look at it
+
+The schedule is the only timer. A delivery sits in it from creation until it
+succeeds or fails for good; its score is the next retry time, or, while an
+attempt runs, the end of that attempt's lease, so a delivery whose worker died
+is picked up again by the drain instead of being lost. Records expire after the
+retention (SYNDICATE_DELIVERY_RETENTION_DAYS); ``prune`` trims the indexes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from typing import Any
+
+import redis
+
+from ..store import get_redis, key
+
+STATUSES = ("pending", "succeeded", "failed")
+ATTEMPTS_KEPT = 100
+
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('EXPIRE', KEYS[5], ARGV[4])
+return 1
+"""
+
+# Start an attempt: only a pending delivery whose previous lease ran out.
+_CLAIM = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then redis.call('ZREM', KEYS[2], ARGV[1]) return 'missing' end
+if status ~= 'pending' then redis.call('ZREM', KEYS[2], ARGV[1]) return status end
+local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
+if lease > tonumber(ARGV[2]) then return 'busy' end
+redis.call('HSET', KEYS[1], 'lease_until', ARGV[3], 'lease_token', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 'ok'
+"""
+
+# Take what is due and push it one lease ahead, so the next drain does not take it again.
+_DRAIN = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
+return ids
+"""
+
+
+def delivery_id(event_id: str, partner: str) -> str:
+    digest = hashlib.sha256(f"{event_id}\x00{partner}".encode("utf-8")).hexdigest()[:26]
+    return f"msg_{digest}"
+
+
+def new_test_id() -> str:
+    return f"msg_test_{secrets.token_hex(10)}"
+
+
+def _dkey(delivery: str) -> str:
+    return key("webhooks", "delivery", delivery)
+
+
+def _akey(delivery: str) -> str:
+    return key("webhooks", "delivery", delivery, "attempts")
+
+
+SCHEDULE = ("webhooks", "schedule")
+FAILED = ("webhooks", "deliveries", "failed")
+INDEX = ("webhooks", "deliveries")
+
+
+def create(entries: list[dict[str, Any]], first_due: float, ttl: int,
+           client: redis.Redis | None = None) -> list[str]:
+    """Store new deliveries (id, partner, event_id, type, body...) unless they exist; return the ids created."""
+    client = client or get_redis()
+    script = client.register_script(_CREATE)
+    now = time.time()
+    with client.pipeline(transaction=False) as pipe:
+        for entry in entries:
+            fields = {"status": "pending", "attempts": 0, "round_attempts": 0, "created_at": now,
+                      "updated_at": now, "next_attempt_at": first_due, **entry}
+            flat: list[Any] = []
+            for name, value in fields.items():
+                flat += [name, value]
+            script(keys=[_dkey(entry["id"]), key(*INDEX), key("webhooks", "partner-deliveries", entry["partner"]),
+                         key(*SCHEDULE), key("webhooks", "event-deliveries", entry.get("event_id") or "none")],
+                   args=[entry["id"], now, first_due, ttl, *flat], client=pipe)
+        results = pipe.execute()
+    return [entry["id"] for entry, created in zip(entries, results) if created]
+
+
+def claim(delivery: str, lease_seconds: float, client: redis.Redis | None = None, now: float | None = None) -> str:
+    """'ok' when this caller may attempt now; else 'busy', 'missing', 'succeeded' or 'failed'."""
+    client = client or get_redis()
+    now = time.time() if now is None else now
+    script = client.register_script(_CLAIM)
+    return script(keys=[_dkey(delivery), key(*SCHEDULE)], args=[delivery, now, now + lease_seconds, secrets.token_hex(8)])
+
+
+def finish(delivery: str, attempt: dict[str, Any] | None, status: str, next_at: float | None,
+           fields: dict[str, Any], ttl: int, client: redis.Redis | None = None) -> None:
+    """Record an attempt and the delivery's new state in one MULTI/EXEC."""
+    client = client or get_redis()
+    now = time.time()
+    with client.pipeline(transaction=True) as pipe:
+        if attempt is not None:
+            pipe.rpush(_akey(delivery), json.dumps(attempt, ensure_ascii=False))
+            pipe.ltrim(_akey(delivery), -ATTEMPTS_KEPT, -1)
+            pipe.expire(_akey(delivery), ttl)
+            pipe.hincrby(_dkey(delivery), "attempts", 1)
+            pipe.hincrby(_dkey(delivery), "round_attempts", 1)
+        mapping = {"status": status, "updated_at": now, "lease_until": 0, "next_attempt_at": next_at or "", **fields}
+        pipe.hset(_dkey(delivery), mapping={k: ("" if v is None else v) for k, v in mapping.items()})
+        pipe.expire(_dkey(delivery), ttl)
+        if status == "pending" and next_at is not None:
+            pipe.zadd(key(*SCHEDULE), {delivery: next_at})
+        else:
+            pipe.zrem(key(*SCHEDULE), delivery)
+        if status == "failed":
+            pipe.zadd(key(*FAILED), {delivery: now})
+        else:
+            pipe.zrem(key(*FAILED), delivery)
+        pipe.execute()
+
+
+def restart(delivery: str, due: float, ttl: int, client: redis.Redis | None = None) -> bool:
+    """Put a delivery back to pending for a new round of the schedule (resend); False if it is gone."""
+    client = client or get_redis()
+    if not client.exists(_dkey(delivery)):
+        return False
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hset(_dkey(delivery), mapping={"status": "pending", "round_attempts": 0, "lease_until": 0,
+                                            "next_attempt_at": due, "updated_at": time.time(),
+                                            "resent_at": time.time()})
+        pipe.expire(_dkey(delivery), ttl)
+        pipe.zadd(key(*SCHEDULE), {delivery: due})
+        pipe.zrem(key(*FAILED), delivery)
+        pipe.execute()
+    return True
+
+
+def defer(delivery: str, due: float, client: redis.Redis | None = None) -> None:
+    """Look at this delivery again at ``due`` (the partner has too many attempts in flight)."""
+    client = client or get_redis()
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hset(_dkey(delivery), mapping={"lease_until": 0, "next_attempt_at": due})
+        pipe.zadd(key(*SCHEDULE), {delivery: due})
+        pipe.execute()
+
+
+def take_due(now: float, lease_seconds: float, limit: int = 500, client: redis.Redis | None = None) -> list[str]:
+    client = client or get_redis()
+    script = client.register_script(_DRAIN)
+    return script(keys=[key(*SCHEDULE)], args=[now, now + lease_seconds, limit])
+
+
+def due_at(delivery: str, client: redis.Redis | None = None) -> float | None:
+    return (client or get_redis()).zscore(key(*SCHEDULE), delivery)
+
+
+def get(delivery: str, client: redis.Redis | None = None) -> dict[str, Any] | None:
+    raw = (client or get_redis()).hgetall(_dkey(delivery))
+    return raw or None
+
+
+def get_many(ids: list[str], client: redis.Redis | None = None) -> list[dict[str, Any]]:
+    client = client or get_redis()
+    with client.pipeline(transaction=False) as pipe:
+        for delivery in ids:
+            pipe.hgetall(_dkey(delivery))
+        return [raw for raw in pipe.execute() if raw]
+
+
+def attempts(delivery: str, client: redis.Redis | None = None) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (client or get_redis()).lrange(_akey(delivery), 0, -1)]
+
+
+def ids_of_event(event_id: str, client: redis.Redis | None = None) -> list[str]:
+    return sorted((client or get_redis()).smembers(key("webhooks", "event-deliveries", event_id)))
+
+
+def newest(partner: str | None = None, status: str | None = None, limit: int = 50,
+           since: float | None = None, client: redis.Redis | None = None) -> list[dict[str, Any]]:
+    """Deliveries newest first, filtered by partner and status; expired ones are skipped."""
+    client = client or get_redis()
+    if status == "failed":
+        index = key(*FAILED)
+    elif partner:
+        index = key("webhooks", "partner-deliveries", partner)
+    else:
+        index = key(*INDEX)
+    low = "-inf" if since is None else since
+    out: list[dict[str, Any]] = []
+    offset, page = 0, max(limit, 100)
+    while len(out) < limit:
+        ids = client.zrevrangebyscore(index, "+inf", low, start=offset, num=page)
+        if not ids:
+            break
+        offset += len(ids)
+        for record in get_many(ids, client):
+            if partner and record.get("partner") != partner:
+                continue
+            if status and record.get("status") != status:
+                continue
+            if since is not None and status == "failed" and float(record.get("created_at", 0)) < since:
+                continue
+            out.append(record)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def prune(older_than: float, partners: list[str], client: redis.Redis | None = None) -> int:
+    """Drop index entries older than ``older_than`` (the records themselves expire by TTL)."""
+    client = client or get_redis()
+    with client.pipeline(transaction=False) as pipe:
+        pipe.zremrangebyscore(key(*INDEX), "-inf", older_than)
+        pipe.zremrangebyscore(key(*FAILED), "-inf", older_than)
+        for name in partners:
+            pipe.zremrangebyscore(key("webhooks", "partner-deliveries", name), "-inf", older_than)
+        return sum(pipe.execute())

@@ -1,0 +1,247 @@
+"""Webhook operations: dispatch an event, attempt a delivery, drain the schedule, resend, recover, ping.
+
+These are the functions the Celery tasks, the CLI and the API call. Each takes
+a ``Context`` (guard, retry schedule, timeouts), built from the settings by
+default; tests pass their own (a short schedule, a guard without the loopback
+allowance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from typing import Any
+
+import redis
+
+from .. import events
+from ..config import get_settings
+from ..errors import NotFound
+from ..store import get_redis
+from . import deliveries, payload, policy, registry, signing, transport
+from .guard import Guard
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    guard: Guard
+    schedule: tuple[float, ...]
+    connect_timeout: float
+    read_timeout: float
+    disable_after_seconds: float
+    retention_seconds: int
+    public_url: str
+
+    @property
+    def lease_seconds(self) -> float:
+        # Longer than any attempt can take (connect + read + the capped answer read), so a
+        # lease only runs out when the worker holding it died.
+        return self.connect_timeout + 3 * self.read_timeout + 30
+
+
+def context(**overrides: Any) -> Context:
+    settings = get_settings()
+    values = {
+        "guard": Guard.from_settings(settings),
+        "schedule": settings.webhook_retry_schedule,
+        "connect_timeout": settings.webhook_connect_timeout,
+        "read_timeout": settings.webhook_read_timeout,
+        "disable_after_seconds": settings.webhook_disable_after_days * 86400,
+        "retention_seconds": settings.delivery_retention_days * 86400,
+        "public_url": settings.public_url,
+    }
+    values.update(overrides)
+    return Context(**values)
+
+
+def iso(ts: float | str | None) -> str | None:
+    if ts in (None, ""):
+        return None
+    return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --- dispatch and attempts -------------------------------------------------
+
+def dispatch(event_id: str, ctx: Context, client: redis.Redis | None = None) -> list[tuple[str, str]]:
+    """Create one delivery per matching partner; returns (delivery id, partner) for those new and due now.
+
+    Deliveries that already exist (a redelivered event) are not returned, so
+    nothing is sent twice. With a first delay in the schedule, the deliveries
+    wait in the schedule and nothing is returned.
+    """
+    client = client or get_redis()
+    event = events.get_event(event_id, client)
+    if event is None:
+        return []
+    wanted = [p for p in registry.all_partners(client) if registry.matches(p, event["type"], event["section"])]
+    if not wanted:
+        return []
+    entries = [
+        {
+            "id": deliveries.delivery_id(event_id, partner["name"]),
+            "partner": partner["name"],
+            "event_id": event_id,
+            "type": event["type"],
+            "article_id": event["article_id"],
+            "body": payload.encode(payload.event_body(event, ctx.public_url, partner.get("fullArticle", False))).decode("utf-8"),
+        }
+        for partner in wanted
+    ]
+    now = time.time()
+    immediate = ctx.schedule[0] <= 0
+    # Due "now + lease" when we attempt at once: the schedule only catches an attempt that got lost.
+    first_due = now + (ctx.lease_seconds if immediate else policy.jittered(ctx.schedule[0]))
+    created = set(deliveries.create(entries, first_due, ctx.retention_seconds, client))
+    if not immediate:
+        return []
+    return [(e["id"], e["partner"]) for e in entries if e["id"] in created]
+
+
+def attempt(delivery_id: str, ctx: Context, client: redis.Redis | None = None) -> dict[str, Any] | None:
+    """Make one attempt if the delivery is pending and nobody else is on it; returns the attempt record."""
+    client = client or get_redis()
+    if deliveries.claim(delivery_id, ctx.lease_seconds, client) != "ok":
+        return None
+    record = deliveries.get(delivery_id, client) or {}
+    name = record.get("partner", "")
+    probe = record.get("probe") == "1"
+    partner = registry.find(name, client)
+    if partner is None or not (partner.get("enabled") or probe):
+        reason = (f"partner {name!r} was removed" if partner is None else
+                  f"partner {name!r} is disabled ({partner.get('disabledReason') or 'by an operator'}); "
+                  f"enable it, then `syndicate partners recover {name} --since TIME` re-sends what failed")
+        note = {"n": int(record.get("attempts", 0)) + 1, "at": time.time(), "status_code": None, "latency_ms": 0,
+                "error": reason, "response_body": "", "result": "failed", "sent": False}
+        deliveries.finish(delivery_id, note, "failed", None, {"last_error": reason, "last_status_code": ""},
+                          ctx.retention_seconds, client)
+        return note
+    body = record["body"].encode("utf-8")
+    timestamp = int(time.time())
+    signed = signing.headers(registry.live_secrets(partner), delivery_id, timestamp, body)
+    headers = transport.request_headers(partner.get("headers") or {}, signed)
+    outcome = transport.post(partner["url"], body, headers, ctx.guard, ctx.connect_timeout, ctx.read_timeout)
+    now = time.time()
+    failing_since = None
+    if not probe:
+        if outcome.ok:
+            registry.record_success(name, now, client)
+        else:
+            failing_since = registry.record_failure(name, now, client)
+    decision = policy.decide(
+        outcome,
+        int(record.get("round_attempts", 0)) + 1,
+        (0.0,) if probe else ctx.schedule,
+        failing_since,
+        now,
+        0 if probe else ctx.disable_after_seconds,
+    )
+    action = decision.action
+    if action == "disable":
+        if probe:
+            action = "failed"
+        else:
+            registry.set_enabled(name, False, decision.reason, client)
+    status = {"succeeded": "succeeded", "retry": "pending"}.get(action, "failed")
+    next_at = now + decision.delay if action == "retry" else None
+    note = {
+        "n": int(record.get("attempts", 0)) + 1,
+        "at": now,
+        "webhook_timestamp": timestamp,
+        "url": partner["url"],
+        **outcome.as_dict(),
+        "result": action,
+        "reason": decision.reason or None,
+        "next_attempt_at": next_at,
+        "sent": not outcome.blocked,
+    }
+    fields = {"last_status_code": outcome.status, "last_error": outcome.error, "last_attempt_at": now}
+    if status == "failed":
+        fields["failure_reason"] = decision.reason
+    deliveries.finish(delivery_id, note, status, next_at, fields, ctx.retention_seconds, client)
+    return note
+
+
+def drain(ctx: Context, limit: int = 500, client: redis.Redis | None = None, now: float | None = None) -> list[str]:
+    """Take the deliveries whose time has come; the caller attempts each (the lease guards a lost one)."""
+    return deliveries.take_due(time.time() if now is None else now, ctx.lease_seconds, limit, client)
+
+
+# --- operator actions ------------------------------------------------------
+
+def resend(delivery_id: str, ctx: Context, client: redis.Redis | None = None) -> None:
+    """A new round of the schedule for one delivery, same webhook-id and body (the partner can dedupe)."""
+    if not deliveries.restart(delivery_id, time.time() + ctx.lease_seconds, ctx.retention_seconds, client):
+        raise NotFound(f"no delivery {delivery_id!r} (unknown, or older than the retention)")
+
+
+def recover(partner: str, since: float, ctx: Context, client: redis.Redis | None = None) -> list[str]:
+    """Resend every failed delivery to ``partner`` created since ``since``; returns their ids."""
+    client = client or get_redis()
+    registry.get(partner, client)
+    failed = deliveries.newest(partner=partner, status="failed", since=since, limit=100_000, client=client)
+    ids = [d["id"] for d in failed if float(d.get("created_at", 0)) >= since]
+    for delivery_id in ids:
+        resend(delivery_id, ctx, client)
+    return ids
+
+
+def ping(partner: str, ctx: Context, client: redis.Redis | None = None) -> dict[str, Any]:
+    """Send a signed webhook.test event now, once, and return the delivery with its attempt."""
+    client = client or get_redis()
+    registry.get(partner, client)
+    body = payload.encode(payload.test_body(partner, events.now_rfc3339())).decode("utf-8")
+    delivery_id = deliveries.new_test_id()
+    entry = {"id": delivery_id, "partner": partner, "event_id": "", "type": payload.TEST_EVENT, "probe": 1, "body": body}
+    deliveries.create([entry], time.time() + ctx.lease_seconds, ctx.retention_seconds, client)
+    attempt(delivery_id, ctx, client)
+    return show(delivery_id, client)
+
+
+# --- reading the log -------------------------------------------------------
+
+_INTS = ("attempts", "round_attempts")
+
+
+def present(record: dict[str, Any], with_body: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": record["id"],
+        "partner": record.get("partner"),
+        "type": record.get("type"),
+        "event_id": record.get("event_id") or None,
+        "article_id": record.get("article_id") or None,
+        "status": record.get("status"),
+        "attempts": int(record.get("attempts", 0)),
+        "created_at": iso(record.get("created_at")),
+        "last_attempt_at": iso(record.get("last_attempt_at")),
+        "next_attempt_at": iso(record.get("next_attempt_at")) if record.get("status") == "pending" else None,
+        "last_status_code": int(record["last_status_code"]) if record.get("last_status_code") else None,
+        "last_error": record.get("last_error") or None,
+        "failure_reason": record.get("failure_reason") or None,
+        "test": record.get("probe") == "1",
+    }
+    if with_body:
+        out["body"] = record.get("body")
+    return out
+
+
+def present_attempt(note: dict[str, Any]) -> dict[str, Any]:
+    return {**note, "at": iso(note.get("at")), "next_attempt_at": iso(note.get("next_attempt_at"))}
+
+
+def show(delivery_id: str, client: redis.Redis | None = None) -> dict[str, Any]:
+    record = deliveries.get(delivery_id, client)
+    if record is None:
+        raise NotFound(f"no delivery {delivery_id!r} (unknown, or older than the retention)")
+    out = present(record, with_body=True)
+    out["attempt_log"] = [present_attempt(a) for a in deliveries.attempts(delivery_id, client)]
+    return out
+
+
+def listing(partner: str | None = None, status: str | None = None, limit: int = 50,
+            client: redis.Redis | None = None) -> list[dict[str, Any]]:
+    return [present(r) for r in deliveries.newest(partner, status, limit, client=client)]
+
+
+def prune(ctx: Context, client: redis.Redis | None = None) -> int:
+    return deliveries.prune(time.time() - ctx.retention_seconds, registry.names(client), client)
