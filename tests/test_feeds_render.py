@@ -201,9 +201,10 @@ def test_xml_invalid_control_characters_are_stripped():
 
 
 def test_section_feed_names_and_urls():
-    result = render([story(1, section="Économie & Finance")], feed_id="sections/economie-finance")
+    spec = feed_spec("sections/economie-finance", settings(), "Économie & Finance")
+    result = render_feed(spec, [story(1, section="Économie & Finance")], 50)
     feed = parsed(result.documents["rss"]).feed
-    assert feed.title.endswith(": economie-finance") or "Économie" in feed.title
+    assert feed.title == f"{get_settings().feed_title}: Économie & Finance"
     assert {link.rel: link.href for link in feed.links}["self"].endswith("/feeds/sections/economie-finance.rss")
 
 
@@ -287,3 +288,15 @@ def test_spliced_documents_equal_one_whole_feedgen_render():
     assert render_atom(spec, items, updated) == render_atom_whole(spec, items, updated)
     doc = json.loads(render([story(n) for n in range(7)] + [load_seed()], feed_id="sections/us").documents["json"].body)
     assert doc["items"] == [_item(i) for i in items]
+
+
+@pytest.mark.parametrize("inm, ims, expected", [
+    ('"abc"', None, True), ('W/"abc"', None, True), ('"x", "abc"', None, True), ("*", None, True),
+    ('"x"', "Thu, 05 Feb 2026 12:30:00 GMT", False),
+    (None, "Thu, 05 Feb 2026 12:30:00 GMT", True), (None, "Thu, 05 Feb 2026 12:29:59 GMT", False),
+    (None, "not a date", False), (None, None, False),
+])
+def test_conditional_request_rules(inm, ims, expected):
+    from syndicate.feeds.conditional import not_modified
+
+    assert not_modified(inm, ims, '"abc"', "Thu, 05 Feb 2026 12:30:00 GMT") is expected

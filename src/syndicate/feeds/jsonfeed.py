@@ -53,7 +53,7 @@ def _dumps(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def _item_bytes(item: Item) -> bytes:
     return _dumps(_item(item))
 

@@ -145,7 +145,7 @@ def item_from_article(article: dict[str, Any]) -> Item:
     )
 
 
-@functools.lru_cache(maxsize=2048)
+@functools.lru_cache(maxsize=1024)  # ~20 feeds of 50; a miss only costs a rebuild of the item
 def item_from_json(raw: str) -> Item | None:
     """``item_from_article`` of a stored article's JSON, memoised on the exact text.
 

@@ -180,7 +180,7 @@ _WHOLE = {"rss": render_rss_whole, "atom": render_atom_whole}
 _TAGS = {"rss": (b"<item>", b"</item>", b"</channel>"), "atom": (b"<entry>", b"</entry>", b"</feed>")}
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=2048)  # two formats per cached item
 def _entry_bytes(fmt: str, item: Item) -> bytes:
     # feedgen serialises each entry the same wherever it stands (namespaces are declared
     # on the root), so an entry cut from a one-entry document is the entry of any document.

@@ -1,0 +1,103 @@
+"""Ingest + fan-out throughput against raw Celery no-op tasks, same broker, same run.
+
+    python bench/ingest_fanout.py [--count 500]
+
+Each syndicate event is validated, stored with its event in one MULTI/EXEC,
+enqueued, and fanned out by a real prefork worker (c=2) to the channel queues
+(which nobody consumes here: this measures ingest and fan-out alone). The
+baseline enqueues the same number of no-op tasks to a no-op worker (c=2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+
+from _common import ROOT, cleanup, setup_environment
+
+
+def start_worker(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(args, cwd=ROOT / "bench", env=dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait(predicate, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit("benchmark timed out; is a worker failing? run `syndicate worker` by hand to see")
+        time.sleep(0.01)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=500)
+    n = parser.parse_args().count
+    _url, embedded = setup_environment("ingest")
+    from syndicate import events
+    from syndicate.schemas import validate_article
+    from syndicate.store import get_redis, key
+
+    client = get_redis()
+    celery = [sys.executable, "-m", "celery"]
+    procs = []
+    try:
+        # Baseline: raw Celery no-op tasks.
+        procs.append(start_worker([*celery, "-A", "noop_app", "worker", "-c", "2", "--without-gossip",
+                                   "--without-mingle", "--loglevel", "WARNING"]))
+        from noop_app import noop
+
+        prefix = os.environ["SYNDICATE_REDIS_PREFIX"]
+        wait(lambda: noop.apply_async() and client.get(prefix + "noop-done") is not None, 60)
+        client.delete(prefix + "noop-done")
+        start = time.perf_counter()
+        for _ in range(n):
+            noop.apply_async()
+        enqueue_noop = time.perf_counter() - start
+        wait(lambda: int(client.get(prefix + "noop-done") or 0) >= n)
+        baseline = time.perf_counter() - start
+
+        # syndicate: ingest + fan-out by a real worker on the ingest queue only.
+        procs.append(start_worker([*celery, "-A", "workers.app", "worker", "-Q", "ingest", "-c", "2",
+                                   "--without-gossip", "--without-mingle", "--loglevel", "WARNING"]))
+        from workers.ingest import enqueue_fanout
+
+        seed = json.loads((ROOT / "examples/articles/us-russia-military-talks.json").read_text())
+        articles = []
+        for i in range(n):
+            article = copy.deepcopy(seed)
+            article["id"] = f"bench-{i}"
+            articles.append(article)
+        warm = copy.deepcopy(seed)
+        warm["id"] = "bench-warmup"
+        enqueue_fanout(events.ingest(warm).event_id)
+        wait(lambda: client.zcard(key("events:pending")) == 0, 60)
+        start = time.perf_counter()
+        for article in articles:
+            validate_article(article)
+            result = events.ingest(article)
+            enqueue_fanout(result.event_id)
+        enqueue_syn = time.perf_counter() - start
+        wait(lambda: client.zcard(key("events:pending")) == 0)
+        syndicate = time.perf_counter() - start
+
+        print(f"events: {n}")
+        print(f"baseline  raw Celery no-op: enqueue {n / enqueue_noop:8.0f}/s   consumed {n / baseline:8.0f}/s")
+        print(f"syndicate ingest+fan-out:   enqueue {n / enqueue_syn:8.0f}/s   fanned out {n / syndicate:8.0f}/s")
+        print(f"ratio (syndicate / baseline, end to end): {baseline / syndicate:.2f}x")
+        print(f"ratio (ingest path incl. validation / raw apply_async): {enqueue_noop / enqueue_syn:.2f}x")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+        cleanup(embedded)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The retry schedule lives in Redis: a retry survives the worker that scheduled it.
+
+Real `syndicate worker` and `syndicate beat` processes run under a key prefix
+of their own (inside this run's prefix, so the run's cleanup removes it), so
+the session's in-process worker never takes their tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from conftest import ROOT, unique_article, wait_for
+from syndicate.config import get_settings
+from webhooks_fixtures import Answer, Sink, verify
+
+
+def _env(prefix: str, data_dir: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "SYNDICATE_REDIS_PREFIX": prefix,
+        "SYNDICATE_DATA_DIR": data_dir,
+        "SYNDICATE_WEBHOOK_RETRY_SCHEDULE": "0,4,1",
+        "PYTHONPATH": str(ROOT),
+    })
+    return env
+
+
+def _cli(env, *args, check=True):
+    return subprocess.run([sys.executable, "-m", "syndicate.cli.main", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=check)
+
+
+def _start(env, *args):
+    return subprocess.Popen([sys.executable, "-m", "syndicate.cli.main", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop(proc, sig=signal.SIGTERM):
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_scheduled_retry_survives_a_worker_crash(tmp_path, redis_client):
+    import json
+
+    prefix = f"{get_settings().redis_prefix}restart-{uuid.uuid4().hex[:6]}:"
+    env = _env(prefix, str(tmp_path))
+    sink = Sink().answer(Answer(503))
+    procs = []
+    try:
+        section = f"Restart {uuid.uuid4().hex[:6]}"
+        added = _cli(env, "partners", "add", "restart-partner", sink.url, "--section", section)
+        secret = re.search(r"secret: (whsec_\S+)", added.stdout).group(1)
+        worker = _start(env, "worker", "-Q", "ingest,webhooks", "-c", "1", "-n", f"r1-{uuid.uuid4().hex[:4]}@%h")
+        procs.append(worker)
+        article = tmp_path / "story.json"
+        article.write_text(json.dumps(unique_article(section=section)))
+        _cli(env, "publish", str(article))
+        wait_for(sink.count, timeout=60, message="first attempt from the first worker")
+        # The first worker dies hard right after scheduling the retry (4 s ± 20% later).
+        _stop(worker, signal.SIGKILL)
+        schedule = redis_client.zrange(prefix + "webhooks:schedule", 0, -1, withscores=True)
+        assert len(schedule) == 1 and schedule[0][1] > time.time()
+        delivery_id = schedule[0][0]
+        time.sleep(max(schedule[0][1] - time.time(), 0) + 0.5)
+        assert sink.count() == 1  # nobody was left to retry in memory
+        procs.append(_start(env, "worker", "-Q", "webhooks", "-c", "1", "-n", f"r2-{uuid.uuid4().hex[:4]}@%h"))
+        procs.append(_start(env, "beat"))
+        wait_for(lambda: sink.count() == 2, timeout=60, message="the retry from the restarted worker")
+        first, second = sink.requests()
+        assert first.headers["webhook-id"] == second.headers["webhook-id"] == delivery_id
+        assert first.headers["webhook-timestamp"] != second.headers["webhook-timestamp"]
+        verify(secret, second)
+        shown = wait_for(lambda: (lambda d: d if d["status"] == "succeeded" else None)(
+            json.loads(_cli(env, "deliveries", "show", delivery_id).stdout)), timeout=30, interval=0.3,
+            message="delivery logged as succeeded")
+        assert [a["status_code"] for a in shown["attempt_log"]] == [503, 200]
+    finally:
+        for proc in procs:
+            _stop(proc)
+        sink.close()
