@@ -91,6 +91,17 @@ def test_run_starts_everything_on_embedded_redis_and_stops_on_ctrl_c(tmp_path):
 
         for queue in ("ingest", "feeds", "webhooks", "newsletter"):
             wait_for(lambda: seen(queue), timeout=60, message=f"{queue} worker in the embedded run")
+
+        # A feed reader sees the update, in the API and in the static copy.
+        def feed_has_update():
+            r = requests.get(f"{url}/feeds/all.rss", timeout=5)
+            return r.status_code == 200 and "(updated)" in r.text
+
+        wait_for(feed_has_update, timeout=60, message="the update in /feeds/all.rss")
+        static = tmp_path / "var" / "feeds" / "all.rss"
+        wait_for(lambda: static.exists() and "(updated)" in static.read_text(), timeout=30, message="static feed file")
+        section = requests.get(f"{url}/feeds/sections/us.json", timeout=5)
+        assert section.status_code == 200 and section.headers["content-type"].startswith("application/feed+json")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group

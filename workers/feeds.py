@@ -67,8 +67,9 @@ def websub_flush(self) -> int:
         if delay is not None:
             retry_in.append(delay)
     if retry_in:
-        # A short countdown is safe here (far below the visibility timeout); the sweep is the backstop.
-        websub_flush.apply_async(countdown=min(retry_in))
+        # Capped short: a countdown near the broker's visibility timeout would be redelivered twice.
+        # Flushing early is harmless (only due topics are pinged); the 30 s sweep is the backstop.
+        websub_flush.apply_async(countdown=min(min(retry_in), 60.0))
     return len(topics)
 
 

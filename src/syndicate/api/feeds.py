@@ -89,14 +89,18 @@ _RESPONSES = {200: {"description": "The feed document", "content": {
               404: {"description": "No such feed or format"}}
 
 
-@router.api_route("/feeds/all.{fmt}", methods=["GET", "HEAD"], responses=_RESPONSES,
-                  summary="The main feed (every section) as rss, atom or json")
+@router.get("/feeds/all.{fmt}", responses=_RESPONSES, operation_id="get_main_feed",
+            summary="The main feed (every section) as rss, atom or json")
+@router.head("/feeds/all.{fmt}", responses=_RESPONSES, operation_id="head_main_feed",
+             summary="Headers of the main feed")
 async def main_feed(request: Request, fmt: str) -> Response:
     return await _serve(request, MAIN_FEED, fmt)
 
 
-@router.api_route("/feeds/sections/{slug}.{fmt}", methods=["GET", "HEAD"], responses=_RESPONSES,
-                  summary="One section's feed as rss, atom or json")
+@router.get("/feeds/sections/{slug}.{fmt}", responses=_RESPONSES, operation_id="get_section_feed",
+            summary="One section's feed as rss, atom or json")
+@router.head("/feeds/sections/{slug}.{fmt}", responses=_RESPONSES, operation_id="head_section_feed",
+             summary="Headers of one section's feed")
 async def section_feed(request: Request, slug: str, fmt: str) -> Response:
     if not _SLUG.match(slug):
         raise ApiError(404, "not_found", f"no section feed {slug!r}; GET /feeds lists every feed")
