@@ -146,8 +146,10 @@ def main() -> None:
     print(f"celery workers (prefork c={args.concurrency}, signed + logged): {celery_rate:8.1f} deliveries/s")
     print(f"plain requests.Session loop (1 thread):          {loop_rate:8.1f} deliveries/s")
     print(f"ratio celery / loop: {celery_rate / loop_rate:.2f}x")
-    _common.cleanup(_EMBEDDED)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        _common.cleanup(_EMBEDDED)

@@ -208,3 +208,23 @@ def test_concurrent_posts_of_one_article_make_one_event(api_server, redis_client
     assert len({r.json()["event_id"] for r in responses}) == 1
     wait_for(lambda: stream_len(redis_client) >= before + 1)
     assert stream_len(redis_client) == before + 1
+
+
+def test_metrics_count_outcomes_and_show_queue_state(api_server, http):
+    def value(text, name):
+        for line in text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                if line.split(" ")[0] == name:
+                    return float(line.split(" ")[1])
+        return 0.0
+
+    before = http.get(f"{api_server}/metrics").text
+    article = unique_article()
+    post(http, api_server, article)
+    post(http, api_server, article)
+    after = http.get(f"{api_server}/metrics")
+    assert after.headers["content-type"].startswith("text/plain")
+    name = 'syndicate_ingest_total{outcome="duplicate"}'
+    assert value(after.text, name) == value(before, name) + 1
+    assert 'syndicate_queue_depth{queue="feeds"}' in after.text
+    assert "syndicate_events_pending" in after.text

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from .. import __version__
 from ..store import get_redis
-from . import articles, errors, feeds, newsletters, openapi, partners
+from . import articles, errors, feeds, metrics, newsletters, openapi, partners
 
 DESCRIPTION = (
     "Publishing systems post articles here; syndicate validates them against "
@@ -20,7 +20,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="syndicate", version=__version__, description=DESCRIPTION,
                   docs_url="/docs", redoc_url=None)
     errors.install(app)
-    for module in (articles, feeds, partners, newsletters):
+    for module in (articles, feeds, partners, newsletters, metrics):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"], summary="Is Redis reachable?")

@@ -14,6 +14,7 @@ from ..schemas import validate_article
 from .auth import require_ingest_token
 from .body import read_json
 from .errors import ApiError
+from .metrics import INGESTED
 from .openapi import json_body
 
 log = logging.getLogger("syndicate.api")
@@ -34,6 +35,7 @@ def _enqueue(event_id: str) -> None:
 
 
 def _answer(result: events.IngestResult) -> JSONResponse:
+    INGESTED.labels(result.outcome).inc()
     if result.outcome == "event":
         _enqueue(result.event_id or "")
         return JSONResponse(result.as_dict(), status_code=202)

@@ -35,6 +35,22 @@ def _secrets(data_dir: Path) -> dict[str, str]:
     return values
 
 
+def _lock_data_dir(data_dir: Path):
+    """One `syndicate run` per data directory: two would share one Redis AOF and beat schedule."""
+    import fcntl
+
+    handle = open(data_dir / "run.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise click.ClickException(
+            f"syndicate is already running with data in {data_dir}; stop it first, "
+            "or give this one its own SYNDICATE_DATA_DIR"
+        ) from None
+    return handle
+
+
 def _wait_healthy(url: str, procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
     import requests
 
@@ -77,6 +93,8 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
     from ..embedded import EmbeddedRedis
 
     settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_data_dir(settings.data_dir)
     embedded = None
     env = dict(os.environ)
     for name, value in _secrets(settings.data_dir).items():
@@ -129,6 +147,7 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
         _stop(procs)
         if embedded:
             embedded.stop()
+        lock.close()
     click.echo("stopped cleanly")
 
 

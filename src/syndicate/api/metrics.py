@@ -1,0 +1,56 @@
+"""``GET /metrics``: Prometheus text format.
+
+Counters of this API process (ingest outcomes) plus gauges read from Redis on
+each scrape (queue depths, events waiting for fan-out, dead letters, live
+articles), so any API replica reports the same deployment-wide state.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from ..config import get_settings
+from ..store import get_redis, key
+
+router = APIRouter(tags=["operations"])
+registry = CollectorRegistry()
+
+INGESTED = Counter("syndicate_ingest_total", "Articles received through the API, by outcome",
+                   ["outcome"], registry=registry)
+
+QUEUES = ("ingest", "feeds", "webhooks", "newsletter")
+
+
+class StoreCollector:
+    """Gauges computed from Redis at scrape time."""
+
+    def collect(self):
+        client = get_redis()
+        settings = get_settings()
+        depth = GaugeMetricFamily("syndicate_queue_depth", "Messages waiting on each Celery queue", labels=["queue"])
+        with client.pipeline(transaction=False) as pipe:
+            for queue in QUEUES:
+                pipe.llen(settings.broker_prefix + queue)
+            pipe.zcard(key("events:pending"))
+            pipe.llen(key("dead-letters"))
+            pipe.zcard(key("articles"))
+            *depths, pending, dead, live = pipe.execute()
+        for queue, n in zip(QUEUES, depths):
+            depth.add_metric([queue], n)
+        yield depth
+        yield GaugeMetricFamily("syndicate_events_pending", "Events logged but not yet fanned out", value=pending)
+        yield GaugeMetricFamily("syndicate_dead_letters", "Tasks that failed for good and wait to be requeued", value=dead)
+        yield GaugeMetricFamily("syndicate_articles_live", "Stored articles that are not retracted", value=live)
+
+
+registry.register(StoreCollector())
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics() -> Response:
+    body = await run_in_threadpool(generate_latest, registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
