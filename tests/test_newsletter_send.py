@@ -13,7 +13,7 @@ from newsletter_fixtures import addresses, make_list, publish, smtp_sink, subscr
 
 from syndicate import events
 from syndicate.config import get_settings
-from syndicate.newsletter import editions, lists, service, tokens
+from syndicate.newsletter import cron, editions, lists, service, tokens
 
 UTC = dt.timezone.utc
 
@@ -169,8 +169,9 @@ def test_beat_firing_twice_opens_one_edition_and_concurrent_senders_send_once(si
     readers = addresses(40)
     subscribe_all(config["id"], readers)
     state = lists.list_state(config["id"])
-    now = dt.datetime.fromtimestamp(float(state["created_at"]), UTC) + dt.timedelta(minutes=5)
-    first, again = service.open_due(now), service.open_due(now + dt.timedelta(seconds=30))
+    created = dt.datetime.fromtimestamp(float(state["created_at"]), UTC)
+    now = cron.next_fire(config["schedule"], config["timezone"], created) + dt.timedelta(seconds=10)
+    first, again = service.open_due(now), service.open_due(now + dt.timedelta(seconds=30))  # one slot
     mine = [e for e in first + again if e.startswith(config["id"] + ".")]
     assert len(mine) == 1
     # Two senders at once (a redelivered task beside the original): the lease lets one through.
@@ -205,3 +206,42 @@ def test_a_dead_senders_claims_are_resent_and_its_commits_are_not(sink):
     assert statuses[committing] == "doubt"  # may have been delivered: never sent twice
     assert statuses[claimed] == statuses[fresh] == "sent"
     assert sink.count(committing) == 0 and sink.count(claimed) == sink.count(fresh) == 1
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_smtp_url_credentials_are_used_and_a_wrong_password_fails_to_connect():
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from conftest import free_port
+    from newsletter_fixtures import SinkHandler
+    from syndicate.newsletter.smtpurl import parse_smtp_url
+    from syndicate.newsletter.transport import SmtpConnection
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        return AuthResult(success=(auth_data.login, auth_data.password) == (b"desk", b"s3cr:t"))
+
+    handler = SinkHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                            auth_require_tls=False, auth_required=True)
+    controller.start()
+    try:
+        good = parse_smtp_url(f"smtp://desk:s3cr%3At@127.0.0.1:{port}")
+        with SmtpConnection(good) as conn:
+            outcome = conn.send("desk@news.example", "auth@mail.example", b"Subject: x\r\n\r\nhello\r\n")
+        assert outcome.status == "sent" and handler.count("auth@mail.example") == 1
+        with pytest.raises(Exception):
+            SmtpConnection(parse_smtp_url(f"smtp://desk:wrong@127.0.0.1:{port}?timeout=2")).open()
+    finally:
+        controller.stop()
+
+
+def test_an_edition_of_a_deleted_list_is_skipped_not_retried_forever(sink):
+    config = make_list()
+    publish(_story(config["sections"][0]))
+    eid = service.open_manual(config["id"])
+    lists.delete_list(config["id"])
+    result = service.run_edition(eid)
+    assert result["state"] == "skipped" and result["reason"] == "the list was deleted"
+    assert eid not in editions.active_editions()

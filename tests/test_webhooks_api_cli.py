@@ -12,7 +12,6 @@ from conftest import ADMIN_AUTH, INGEST_AUTH, unique_article, wait_for
 from syndicate import events
 from syndicate.cli.main import cli
 from syndicate.webhooks import deliveries, registry, service
-from syndicate.webhooks.guard import Guard
 from webhooks_fixtures import Answer, Sink, verify
 
 JSON = {"Content-Type": "application/json"}

@@ -6,34 +6,19 @@ other tests never reach them. Retries use a short schedule passed in.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
 import pytest
 
-from conftest import unique_article, wait_for
+from conftest import unique_article
 from syndicate import events
 from syndicate.webhooks import deliveries, registry, service
 from syndicate.webhooks.guard import Guard
-from webhooks_fixtures import Answer, Sink, verify
+from webhooks_fixtures import Answer, sinks, verify  # noqa: F401  (sinks is a fixture)
 
 LOOPBACK = Guard.of(["127.0.0.0/8"])
 SHORT = (0, 0.2, 0.2)
-
-
-@pytest.fixture()
-def sinks():
-    made: list[Sink] = []
-
-    def make(default: Answer | None = None) -> Sink:
-        sink = Sink(default)
-        made.append(sink)
-        return sink
-
-    yield make
-    for sink in made:
-        sink.close()
 
 
 @pytest.fixture()
@@ -178,6 +163,7 @@ def test_recover_resends_failed_deliveries_since_a_time(sinks, partners):
     time.sleep(0.01)
     recent = [first_attempt(publish(sec), context)[0] for _ in range(2)]
     assert all(deliveries.get(d)["status"] == "failed" for d in [old, *recent])
+    assert service.ping(name, context)["status"] == "failed"  # a failed ping is not a missed delivery
     assert sorted(service.recover(name, cut, context)) == sorted(recent)
     assert deliveries.get(old)["status"] == "failed"
     assert all(deliveries.get(d)["status"] == "pending" for d in recent)
@@ -367,3 +353,32 @@ def test_retention_prunes_indexes(partners, redis_client):
     service.prune(ctx(retention_seconds=-1))
     assert service.listing(partner=name) == []
     assert 0 < redis_client.ttl(deliveries._dkey(entry["id"])) <= 60
+
+
+def test_settled_or_expired_deliveries_leave_the_schedule(sinks, partners, redis_client):
+    sink = sinks()
+    sec = section()
+    partners(sink.url, sections=[sec])
+    [(delivery_id, _p)] = service.dispatch(publish(sec), ctx())
+    assert deliveries.discard_if_settled(delivery_id) is False  # pending: it stays
+    service.attempt(delivery_id, ctx())
+    assert deliveries.due_at(delivery_id) is None
+    redis_client.zadd(deliveries.key(*deliveries.SCHEDULE), {"msg_expired_x": 1})
+    assert deliveries.discard_if_settled("msg_expired_x") is True
+    assert deliveries.due_at("msg_expired_x") is None
+
+
+def test_transport_reports_failures_as_outcomes(sinks):
+    from syndicate.webhooks import transport
+
+    sink = sinks()
+    # https to a loopback address is refused before any TLS byte
+    refused = transport.post(sink.url.replace("http:", "https:"), b"{}", {}, Guard(), 1, 1)
+    assert refused.blocked and "loopback" in refused.error
+    # https to a plain-HTTP server: a TLS failure, reported, not raised
+    tls = transport.post(sink.url.replace("http:", "https:"), b"{}", {}, LOOPBACK, 1, 1)
+    assert tls.status is None and tls.error and not tls.ok
+    closed = transport.post("http://127.0.0.1:9/none", b"{}", {}, LOOPBACK, 1, 1)
+    assert closed.status is None and "refused" in closed.error.lower()
+    unknown = transport.post("http://nonexistent.invalid/", b"{}", {}, LOOPBACK, 1, 1)
+    assert unknown.status is None and unknown.error

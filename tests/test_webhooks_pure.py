@@ -218,3 +218,13 @@ def test_continuous_failure_disables_after_the_period():
     assert policy.decide(_fail(), 2, SCHEDULE, failing_since=0, now=4 * day, disable_after_seconds=5 * day).action == "retry"
     decision = policy.decide(_fail(), 2, SCHEDULE, failing_since=0, now=5 * day, disable_after_seconds=5 * day)
     assert decision.action == "disable" and "5 days" in decision.reason
+
+
+def test_since_reads_times_and_ages():
+    from syndicate.webhooks.timeparse import parse_since
+
+    assert parse_since("2026-02-05T07:30:00Z") == parse_since("2026-02-05T02:30:00-05:00")
+    assert parse_since("2h", now=10_000) == 10_000 - 7200
+    assert parse_since("90m", now=10_000) == 10_000 - 5400
+    with pytest.raises(ValidationFailed):
+        parse_since("last tuesday")

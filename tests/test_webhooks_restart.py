@@ -7,6 +7,7 @@ the session's in-process worker never takes their tasks.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,8 +15,6 @@ import subprocess
 import sys
 import time
 import uuid
-
-import pytest
 
 from conftest import ROOT, unique_article, wait_for
 from syndicate.config import get_settings
@@ -54,8 +53,6 @@ def _stop(proc, sig=signal.SIGTERM):
 
 
 def test_scheduled_retry_survives_a_worker_crash(tmp_path, redis_client):
-    import json
-
     prefix = f"{get_settings().redis_prefix}restart-{uuid.uuid4().hex[:6]}:"
     env = _env(prefix, str(tmp_path))
     sink = Sink().answer(Answer(503))

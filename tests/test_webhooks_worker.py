@@ -13,22 +13,9 @@ from syndicate import events
 from syndicate.config import get_settings
 from syndicate.webhooks import deliveries, registry
 from syndicate.webhooks.guard import Guard
-from webhooks_fixtures import Answer, Sink, verify
+from webhooks_fixtures import Answer, Sink, sinks, verify  # noqa: F401  (sinks is a fixture)
 from workers.base import receipts
 from workers.ingest import enqueue_fanout
-
-
-@pytest.fixture()
-def sinks():
-    made: list[Sink] = []
-
-    def make(default: Answer | None = None) -> Sink:
-        made.append(Sink(default))
-        return made[-1]
-
-    yield make
-    for sink in made:
-        sink.close()
 
 
 @pytest.fixture()
@@ -117,3 +104,30 @@ def test_hanging_partner_delays_neither_other_partners_nor_feeds(celery_worker, 
     assert sorted(r.headers["webhook-id"] for r in hanging.requests()) == sorted(waiting)
     for request in hanging.requests():
         verify(h_secret, request)
+
+
+def test_beat_drains_the_schedule_every_second(celery_app):
+    entry = celery_app.conf.beat_schedule["webhooks-drain"]
+    assert entry["task"] == "syndicate.webhooks.drain" and entry["schedule"] <= 1.0
+    assert celery_app.conf.beat_schedule["webhooks-prune"]["task"] in celery_app.tasks
+    assert entry["task"] in celery_app.tasks
+
+
+def test_drain_task_sends_a_due_retry(celery_worker, celery_app, sinks, partner):
+    sink = sinks().answer(Answer(500))
+    sec = f"Drain {uuid.uuid4().hex[:6]}"
+    _name, secret = partner(sink.url, sections=[sec])
+    event_id = publish(sec)
+    wait_for(lambda: sink.count() == 1, message="first attempt")
+    [delivery_id] = deliveries.ids_of_event(event_id)
+    wait_for(lambda: deliveries.get(delivery_id)["status"] == "pending" and deliveries.due_at(delivery_id),
+             message="the retry in the schedule")
+    assert deliveries.due_at(delivery_id) > time.time()  # 5 s ± 20% away: it waits in Redis, not in Celery
+
+    def drained() -> bool:
+        celery_app.send_task("syndicate.webhooks.drain")  # what beat does every second
+        return sink.count() == 2
+
+    wait_for(drained, timeout=20, interval=0.5, message="the retry sent by the drain task")
+    assert sink.requests()[1].headers["webhook-id"] == delivery_id
+    verify(secret, sink.requests()[1])

@@ -15,6 +15,8 @@ import time
 import uuid
 from typing import Any
 
+import pytest
+
 _order = itertools.count()
 
 
@@ -112,3 +114,17 @@ def verify(secret: str, request: Received) -> Any:
     from standardwebhooks import Webhook
 
     return Webhook(secret).verify(request.body, request.headers)
+
+
+@pytest.fixture()
+def sinks():
+    """A factory of sinks, all closed (and any hang released) when the test ends."""
+    made: list[Sink] = []
+
+    def make(default: Answer | None = None) -> Sink:
+        made.append(Sink(default))
+        return made[-1]
+
+    yield make
+    for sink in made:
+        sink.close()

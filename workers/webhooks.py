@@ -67,7 +67,7 @@ class _Attempts:
 
     def _run(self, delivery_id: str, partner: str, ctx: service.Context) -> None:
         try:
-            service.attempt(delivery_id, ctx)
+            service.attempt(delivery_id, ctx, partner_name=partner)
         except Exception:  # the lease brings it back; log why this attempt died
             log.exception("attempt of %s to %s failed unexpectedly", delivery_id, partner)
         finally:
@@ -111,6 +111,8 @@ def deliver(self, delivery_id: str) -> None:
     """Attempt one delivery now (a due retry, a resend); a finished or busy delivery is left alone."""
     record = deliveries.get(delivery_id)
     if record is None or record.get("status") != "pending":
+        # Settled, or expired with the retention: the drain must not keep taking it.
+        deliveries.discard_if_settled(delivery_id)
         return
     attempts_pool().submit(delivery_id, record.get("partner", ""), service.context())
 

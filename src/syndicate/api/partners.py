@@ -12,6 +12,7 @@ from ..config import get_settings
 from ..errors import Problem, ValidationFailed
 from ..webhooks import registry, service
 from ..webhooks.guard import Guard
+from ..webhooks.timeparse import iso, parse_since
 from .auth import require_admin_token
 from .body import read_json
 from .openapi import json_body, register
@@ -34,9 +35,7 @@ def _guard() -> Guard:
 
 
 def _shown(name: str) -> dict:
-    record = registry.public(registry.get(name))
-    record["health"] = {k: service.iso(v) for k, v in registry.health(name).items()}
-    return record
+    return registry.shown(name)
 
 
 def _enqueue(delivery_ids: list[str]) -> None:
@@ -111,8 +110,6 @@ def rotate_secret(name: str = NAME, grace_hours: float | None = Query(None, ge=0
                  "properties": {"since": {"type": "string", "format": "date-time"}}}}}}},
              responses=_BODY)
 async def recover(request: Request, name: str = NAME) -> JSONResponse:
-    from ..cli.partners import parse_since
-
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("since"), str):
         raise ValidationFailed([Problem("$.since", "required: an RFC 3339 time such as 2026-02-05T07:30:00Z")])
@@ -122,7 +119,7 @@ async def recover(request: Request, name: str = NAME) -> JSONResponse:
     since = parse_since(body["since"])
     ids = await run_in_threadpool(service.recover, name, since, service.context())
     await run_in_threadpool(_enqueue, ids)
-    return JSONResponse({"partner": name, "since": service.iso(since), "resent": ids}, status_code=202)
+    return JSONResponse({"partner": name, "since": iso(since), "resent": ids}, status_code=202)
 
 
 @router.post("/v1/partners/{name}/ping", summary="Send a signed webhook.test event now; answers with the attempt",

@@ -2,43 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import Problem, ValidationFailed
+from ..webhooks.timeparse import parse_since
 from .common import EXIT_FAILED, echo_json, handle_errors
-
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(value: str, now: float | None = None) -> float:
-    """An RFC 3339 time (``2026-02-05T07:30:00Z``) or an age such as ``90m``, ``2h``, ``3d``."""
-    now = time.time() if now is None else now
-    match = _RELATIVE.match(value.strip())
-    if match:
-        return now - float(match.group(1)) * _UNITS[match.group(2)]
-    try:
-        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationFailed([Problem("$.since", f"{value!r} is neither an RFC 3339 time nor an age like 2h or 3d")]) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.timestamp()
-
-
-def _iso(ts: float | None) -> str:
-    from ..webhooks.service import iso
-
-    return iso(ts) or "-"
-
 
 def _guard():
     from ..config import get_settings
@@ -131,9 +103,7 @@ def partners_show(name: str) -> None:
     """One partner's configuration, secret dates and health (never the secret itself)."""
     from ..webhooks import registry
 
-    record = registry.public(registry.get(name))
-    record["health"] = {k: _iso(v) for k, v in registry.health(name).items()}
-    echo_json(record)
+    echo_json(registry.shown(name))
 
 
 @partners_group.command("enable")

@@ -13,5 +13,6 @@ Adapters:
     lists       lists and subscribers in Redis
     editions    staging, rotation, recipient claims and the sending lease in Redis
     transport   SMTP over smtplib, returning an outcome per message
+    sender      sending an edition: batches, rate limit, retries, the exactly-once bookkeeping
     service     the operations tasks, CLI and API share
 """

@@ -256,3 +256,85 @@ def history(list_id: str, limit: int = 50, client: redis.Redis | None = None) ->
             record.pop("content", None)
             out.append(record)
     return out
+
+
+class Committer:
+    """Marks recipients "committing" for one sender, one Redis round trip per message.
+
+    The round trip also carries the previous recipient's "sent" record, and it is
+    written to the socket before the SMTP DATA command and read after the 354, so
+    it overlaps the SMTP exchange. A crash before that record lands leaves the
+    recipient "committing" (later "doubt"): counted as in doubt, never sent twice.
+    The sender keeps one Redis connection for this, outside the pool's churn.
+    """
+
+    def __init__(self, eid: str, owner: str, ttl: float, client: redis.Redis) -> None:
+        self.eid, self.owner, self.ttl_ms, self.r = eid, owner, int(ttl * 1000), client
+        self.status_key, self.lease_key = ed_key(eid, "status"), ed_key(eid, "lease")
+        self.pending: list[tuple[str, str]] = []
+        self.conn = None
+        self.expected = 0
+
+    def record_sent(self, address: str, detail: str) -> None:
+        self.pending.append((address, f"sent:{time.time():.3f}:{detail}"))
+
+    def flush(self) -> None:
+        if self.pending:
+            self.r.hset(self.status_key, mapping=dict(self.pending))
+            self.pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        if self.conn is not None:
+            self.r.connection_pool.release(self.conn)
+            self.conn = None
+
+    def _drop(self) -> None:
+        # Replies unread or the socket failed: this connection cannot be reused.
+        if self.conn is not None:
+            self.conn.disconnect()
+            self.r.connection_pool.release(self.conn)
+            self.conn = None
+
+    def start(self, address: str) -> None:
+        commands = [("HSET", self.status_key, a, v) for a, v in self.pending]
+        commands.append(("EVAL", _COMMIT, 2, self.lease_key, self.status_key, self.owner, self.ttl_ms, address))
+        if self.conn is None:
+            self.conn = self.r.connection_pool.get_connection()
+        self.expected = len(commands)
+        try:
+            self.conn.send_packed_command(self.conn.pack_commands(commands))
+        except Exception:
+            self._drop()
+            raise
+
+    def granted(self) -> bool:
+        try:
+            replies = [self.conn.read_response() for _ in range(self.expected)]
+        except Exception:
+            self._drop()
+            raise
+        self.pending.clear()
+        return replies[-1] == 1
+
+    def abandon(self) -> None:
+        self._drop()  # the records stay pending: HSET is idempotent
+
+    def for_recipient(self, address: str) -> "_Commit":
+        return _Commit(self, address)
+
+
+class _Commit:
+    """The ``transport.Commit`` of one message."""
+
+    def __init__(self, committer: Committer, address: str) -> None:
+        self.c, self.address = committer, address
+
+    def start(self) -> None:
+        self.c.start(self.address)
+
+    def granted(self) -> bool:
+        return self.c.granted()
+
+    def abandon(self) -> None:
+        self.c.abandon()

@@ -22,16 +22,15 @@ from ..errors import DeliveryError, NotFound
 from ..store import get_redis, key
 from . import cron, editions, lists, render, tokens
 from .edition import UNSUBSCRIBE_PLACEHOLDER, Edition, select
-from .message import EditionMessage, simple_message
+from .message import simple_message
+from .sender import LeaseLost, Sender
 from .smtpurl import parse_smtp_url
-from .transport import CommitAborted, Outcome, SmtpConnection
+from .transport import Outcome, SmtpConnection
+
+__all__ = ["LeaseLost", "run_edition", "open_due", "open_manual", "preview", "stalled", "summary"]
 
 log = logging.getLogger("syndicate.newsletter")
 FIRST_EDITION_WINDOW = 24 * 3600
-
-
-class LeaseLost(DeliveryError):
-    """Another sender took over this edition (ours stalled past the lease); stop without sending more."""
 
 
 # --- choosing stories --------------------------------------------------------
@@ -117,7 +116,11 @@ def stalled() -> list[str]:
 def _build(eid: str, record: dict[str, str], r: redis.Redis) -> bool:
     """Build the edition's content and snapshot its recipients; False when it was skipped."""
     list_id = record["list"]
-    config = lists.get_list(list_id, r)
+    try:
+        config = lists.get_list(list_id, r)
+    except NotFound:
+        editions.finish_build(eid, list_id, None, [], "the list was deleted", r)
+        return False
     now = time.time()
     stories = _stories(config, editions.edition_story_ids(eid, r), record.get("window_start", ""), now, r)
     if not stories:
@@ -132,117 +135,6 @@ def _build(eid: str, record: dict[str, str], r: redis.Redis) -> bool:
                "linked_only": rendered.linked_only, "issued_at": now}
     editions.finish_build(eid, list_id, content, content["stories"], client=r)
     return True
-
-
-class _Pacer:
-    """At most ``rate`` messages per second (0: unlimited) for this sender."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.next = time.monotonic()
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        now = time.monotonic()
-        if self.next > now:
-            time.sleep(self.next - now)
-        self.next = max(self.next, now) + self.interval
-
-
-class _Sender:
-    def __init__(self, eid: str, list_id: str, content: dict[str, Any], owner: str,
-                 progress: Callable[[int], None] | None, r: redis.Redis) -> None:
-        settings = get_settings()
-        self.settings, self.eid, self.list_id, self.owner, self.r = settings, eid, list_id, owner, r
-        self.progress = progress or (lambda n: None)
-        self.message = EditionMessage(content["list"], eid, content["subject"], content["html"], content["text"],
-                                      settings.newsletter_from, date=content.get("issued_at"))
-        self.smtp = parse_smtp_url(settings.smtp_url)
-        self.ttl = settings.newsletter_lease_seconds
-        self.max_attempts = len(settings.smtp_retry_delays) + 1
-        self.pacer = _Pacer(settings.smtp_rate_per_second)
-
-    def run(self) -> None:
-        delays = list(self.settings.smtp_retry_delays)
-        while True:
-            if not self._pass():
-                return
-            if not delays:
-                return
-            self._sleep(delays.pop(0))
-
-    def _sleep(self, seconds: float) -> None:
-        # Keep the lease alive while waiting to retry.
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.r.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
-                           1, editions.ed_key(self.eid, "lease"), self.owner, int(self.ttl * 1000)) != 1:
-                raise LeaseLost(f"lost the lease of edition {self.eid} while waiting to retry")
-            time.sleep(min(max(deadline - time.monotonic(), 0), self.ttl / 3))
-
-    def _pass(self) -> bool:
-        """One pass over every claimable recipient; True if some should be retried."""
-        offset, retry = 0, False
-        while True:
-            got = editions.claim(self.eid, self.list_id, self.owner, self.ttl, offset,
-                                 self.settings.smtp_batch_size, self.r)
-            if got is None:
-                raise LeaseLost(f"lost the lease of edition {self.eid}")
-            next_offset, batch = got
-            if batch:
-                retry |= self._batch(batch)
-            if next_offset == offset:
-                return retry
-            offset = next_offset
-
-    def _open(self) -> SmtpConnection | None:
-        conn = SmtpConnection(self.smtp)
-        try:
-            conn.open()
-        except Exception as exc:  # connect/TLS/auth failures are transient for every recipient in the batch
-            log.warning("edition %s: cannot connect to %s: %s", self.eid, self.smtp.redacted(), exc)
-            self.connect_error = f"connect: {type(exc).__name__}: {exc}"
-            return None
-        return conn
-
-    def _batch(self, batch: list[tuple[str, str]]) -> bool:
-        retry = False
-        conn = self._open()  # one connection for the whole batch
-        try:
-            for i, (address, sid) in enumerate(batch):
-                if conn is None:
-                    for rest, _ in batch[i:]:
-                        retry |= editions.record_transient(self.eid, rest, self.connect_error, self.max_attempts, self.r)
-                        self.progress(1)
-                    return retry
-                outcome = self._send_one(conn, address, sid)
-                retry |= self._record(address, outcome)
-                self.progress(1)
-                if outcome.broken:
-                    conn.abort()
-                    conn = self._open()
-        finally:
-            if conn is not None:
-                conn.close()
-        return retry
-
-    def _send_one(self, conn: SmtpConnection, address: str, sid: str) -> Outcome:
-        token = tokens.sign(self.settings.secret_key, tokens.UNSUBSCRIBE, self.list_id, sid)
-        url = f"{self.settings.public_url}/unsubscribe/{token}"
-        copy = self.message.copy_for(address, sid, url, token)
-        self.pacer.wait()
-        try:
-            return conn.send(copy.sender, address, copy.data,
-                             before_commit=lambda: editions.mark_committing(self.eid, self.owner, self.ttl, address, self.r))
-        except CommitAborted as exc:
-            raise LeaseLost(str(exc)) from None
-
-    def _record(self, address: str, outcome: Outcome) -> bool:
-        if outcome.status == "transient":
-            return editions.record_transient(self.eid, address, outcome.detail, self.max_attempts, self.r)
-        editions.record(self.eid, address, outcome.status, outcome.detail[:300], self.r)
-        return False
 
 
 def run_edition(eid: str, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -260,7 +152,7 @@ def run_edition(eid: str, progress: Callable[[int], None] | None = None) -> dict
         if record["state"] == "open" and not _build(eid, record, r):
             return summary(eid)
         record = editions.get_edition(eid, r)
-        _Sender(eid, record["list"], json.loads(record["content"]), owner, progress, r).run()
+        Sender(eid, record["list"], json.loads(record["content"]), owner, progress, r).run()
         editions.finish(eid, get_settings().newsletter_retention_days, r)
         return summary(eid)
     finally:

@@ -48,16 +48,24 @@ redis.call('EXPIRE', KEYS[5], ARGV[4])
 return 1
 """
 
-# Start an attempt: only a pending delivery whose previous lease ran out.
+# Start an attempt: only a pending delivery whose previous lease ran out. Answers the
+# delivery and its partner's record too (KEYS[3]), saving the attempt two round trips.
 _CLAIM = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then redis.call('ZREM', KEYS[2], ARGV[1]) return 'missing' end
-if status ~= 'pending' then redis.call('ZREM', KEYS[2], ARGV[1]) return status end
+if not status then redis.call('ZREM', KEYS[2], ARGV[1]) return {'missing'} end
+if status ~= 'pending' then redis.call('ZREM', KEYS[2], ARGV[1]) return {status} end
 local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
-if lease > tonumber(ARGV[2]) then return 'busy' end
+if lease > tonumber(ARGV[2]) then return {'busy'} end
 redis.call('HSET', KEYS[1], 'lease_until', ARGV[3], 'lease_token', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-return 'ok'
+return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[3])}
+"""
+
+# Drop a schedule entry whose delivery is settled or expired (a pending one stays).
+_DISCARD = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'pending' then return 0 end
+return redis.call('ZREM', KEYS[2], ARGV[1])
 """
 
 # Take what is due and push it one lease ahead, so the next drain does not take it again.
@@ -110,20 +118,41 @@ def create(entries: list[dict[str, Any]], first_due: float, ttl: int,
     return [entry["id"] for entry, created in zip(entries, results) if created]
 
 
-def claim(delivery: str, lease_seconds: float, client: redis.Redis | None = None, now: float | None = None) -> str:
-    """'ok' when this caller may attempt now; else 'busy', 'missing', 'succeeded' or 'failed'."""
+def claim_and_load(delivery: str, partner_key: str, lease_seconds: float, client: redis.Redis | None = None,
+                   now: float | None = None) -> tuple[str, dict[str, Any], str | None]:
+    """(state, delivery record, raw partner record): state 'ok' when this caller may attempt now,
+    else 'busy', 'missing', 'succeeded' or 'failed' (and nothing loaded)."""
     client = client or get_redis()
     now = time.time() if now is None else now
     script = client.register_script(_CLAIM)
-    return script(keys=[_dkey(delivery), key(*SCHEDULE)], args=[delivery, now, now + lease_seconds, secrets.token_hex(8)])
+    answer = script(keys=[_dkey(delivery), key(*SCHEDULE), partner_key],
+                    args=[delivery, now, now + lease_seconds, secrets.token_hex(8)])
+    if answer[0] != "ok":
+        return answer[0], {}, None
+    flat = answer[1]
+    return "ok", dict(zip(flat[::2], flat[1::2])), answer[2]
+
+
+def claim(delivery: str, lease_seconds: float, client: redis.Redis | None = None, now: float | None = None) -> str:
+    """Only the state of ``claim_and_load`` (the lease is taken when it is 'ok')."""
+    return claim_and_load(delivery, key("webhooks", "none"), lease_seconds, client, now)[0]
+
+
+def partner_of(delivery: str, client: redis.Redis | None = None) -> str | None:
+    return (client or get_redis()).hget(_dkey(delivery), "partner")
 
 
 def finish(delivery: str, attempt: dict[str, Any] | None, status: str, next_at: float | None,
-           fields: dict[str, Any], ttl: int, client: redis.Redis | None = None) -> None:
-    """Record an attempt and the delivery's new state in one MULTI/EXEC."""
+           fields: dict[str, Any], ttl: int, client: redis.Redis | None = None,
+           success_health_key: str | None = None) -> None:
+    """Record an attempt and the delivery's new state in one MULTI/EXEC (with the partner's
+    health when the attempt succeeded: the failure clock stops)."""
     client = client or get_redis()
     now = time.time()
     with client.pipeline(transaction=True) as pipe:
+        if success_health_key:
+            pipe.hdel(success_health_key, "failing_since")
+            pipe.hset(success_health_key, "last_success_at", now)
         if attempt is not None:
             pipe.rpush(_akey(delivery), json.dumps(attempt, ensure_ascii=False))
             pipe.ltrim(_akey(delivery), -ATTEMPTS_KEPT, -1)
@@ -158,6 +187,12 @@ def restart(delivery: str, due: float, ttl: int, client: redis.Redis | None = No
         pipe.zrem(key(*FAILED), delivery)
         pipe.execute()
     return True
+
+
+def discard_if_settled(delivery: str, client: redis.Redis | None = None) -> bool:
+    """Remove a finished or expired delivery from the schedule; True if it was removed."""
+    client = client or get_redis()
+    return bool(client.register_script(_DISCARD)(keys=[_dkey(delivery), key(*SCHEDULE)], args=[delivery]))
 
 
 def defer(delivery: str, due: float, client: redis.Redis | None = None) -> None:

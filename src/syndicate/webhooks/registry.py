@@ -26,16 +26,17 @@ from ..schemas import problems
 from ..store import get_redis, key
 from .guard import BlockedDestination, Guard
 from .signing import new_secret
+from .timeparse import iso
 from .transport import RESERVED_HEADERS
 
 CONFIG_FIELDS = ("name", "url", "eventTypes", "sections", "description", "enabled", "fullArticle", "headers")
 
 
-def _record_key(name: str) -> str:
+def record_key(name: str) -> str:
     return key("webhooks", "partner", name)
 
 
-def _health_key(name: str) -> str:
+def health_key(name: str) -> str:
     return key("webhooks", "partner-health", name)
 
 
@@ -81,21 +82,21 @@ def add(config: dict[str, Any], guard: Guard, client: redis.Redis | None = None,
         "updatedAt": now,
         "disabledReason": None if config.get("enabled", True) else "disabled at creation",
     }
-    if not client.set(_record_key(config["name"]), json.dumps(record), nx=True):
+    if not client.set(record_key(config["name"]), json.dumps(record), nx=True):
         raise Conflict(f"a partner named {config['name']!r} already exists; pick another name or remove it first")
     client.zadd(key("webhooks", "partners"), {config["name"]: now})
     return record, secret
 
 
 def get(name: str, client: redis.Redis | None = None) -> dict[str, Any]:
-    raw = (client or get_redis()).get(_record_key(name))
+    raw = (client or get_redis()).get(record_key(name))
     if raw is None:
         raise NotFound(f"no partner named {name!r}; `syndicate partners list` shows them")
     return json.loads(raw)
 
 
 def find(name: str, client: redis.Redis | None = None) -> dict[str, Any] | None:
-    raw = (client or get_redis()).get(_record_key(name))
+    raw = (client or get_redis()).get(record_key(name))
     return json.loads(raw) if raw else None
 
 
@@ -108,25 +109,25 @@ def all_partners(client: redis.Redis | None = None) -> list[dict[str, Any]]:
     wanted = names(client)
     if not wanted:
         return []
-    raws = client.mget([_record_key(n) for n in wanted])
+    raws = client.mget([record_key(n) for n in wanted])
     return [json.loads(r) for r in raws if r]
 
 
 def _change(name: str, change: Callable[[dict[str, Any]], dict[str, Any]], client: redis.Redis | None = None) -> dict[str, Any]:
     client = client or get_redis()
-    record_key = _record_key(name)
+    watched = record_key(name)
     with client.pipeline() as pipe:
         while True:
             try:
-                pipe.watch(record_key)
-                raw = pipe.get(record_key)
+                pipe.watch(watched)
+                raw = pipe.get(watched)
                 if raw is None:
                     pipe.unwatch()
                     raise NotFound(f"no partner named {name!r}; `syndicate partners list` shows them")
                 record = change(json.loads(raw))
                 record["updatedAt"] = time.time()
                 pipe.multi()
-                pipe.set(record_key, json.dumps(record))
+                pipe.set(watched, json.dumps(record))
                 pipe.execute()
                 return record
             except redis.WatchError:
@@ -158,7 +159,7 @@ def set_enabled(name: str, enabled: bool, reason: str | None = None, client: red
     record = _change(name, change, client)
     if enabled:
         # A fresh start: the continuous-failure clock restarts from the next failure.
-        (client or get_redis()).hdel(_health_key(name), "failing_since")
+        (client or get_redis()).hdel(health_key(name), "failing_since")
     return record
 
 
@@ -182,7 +183,7 @@ def rotate(name: str, grace_seconds: float, client: redis.Redis | None = None, n
 def remove(name: str, client: redis.Redis | None = None) -> None:
     client = client or get_redis()
     with client.pipeline() as pipe:
-        pipe.delete(_record_key(name), _health_key(name))
+        pipe.delete(record_key(name), health_key(name))
         pipe.zrem(key("webhooks", "partners"), name)
         deleted = pipe.execute()[0]
     if not deleted:
@@ -211,34 +212,34 @@ def matches(record: dict[str, Any], event_type: str, section: str) -> bool:
 
 # --- health ---------------------------------------------------------------
 
-def record_success(name: str, now: float, client: redis.Redis | None = None) -> None:
-    client = client or get_redis()
-    with client.pipeline(transaction=False) as pipe:
-        pipe.hdel(_health_key(name), "failing_since")
-        pipe.hset(_health_key(name), "last_success_at", now)
-        pipe.execute()
-
-
 def record_failure(name: str, now: float, client: redis.Redis | None = None) -> float:
     """Note a failure; returns since when the partner has been failing without a success."""
     client = client or get_redis()
     with client.pipeline(transaction=False) as pipe:
-        pipe.hsetnx(_health_key(name), "failing_since", now)
-        pipe.hset(_health_key(name), "last_failure_at", now)
-        pipe.hget(_health_key(name), "failing_since")
+        pipe.hsetnx(health_key(name), "failing_since", now)
+        pipe.hset(health_key(name), "last_failure_at", now)
+        pipe.hget(health_key(name), "failing_since")
         since = pipe.execute()[2]
     return float(since) if since else now
 
 
 def health(name: str, client: redis.Redis | None = None) -> dict[str, float]:
-    raw = (client or get_redis()).hgetall(_health_key(name))
+    raw = (client or get_redis()).hgetall(health_key(name))
     return {k: float(v) for k, v in raw.items()}
+
+
+def shown(name: str, client: redis.Redis | None = None) -> dict[str, Any]:
+    """One partner as ``partners show`` and ``GET /v1/partners/{name}`` present it, health included."""
+    record = public(get(name, client))
+    record["health"] = {k: iso(v) for k, v in health(name, client).items()}
+    return record
 
 
 def public(record: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """The record as operators see it: no secret values, only when each was made and expires."""
     out = {k: v for k, v in record.items() if k != "secrets"}
+    out["createdAt"], out["updatedAt"] = iso(record.get("createdAt")), iso(record.get("updatedAt"))
     out["secrets"] = [
-        {"createdAt": s["createdAt"], "expiresAt": s.get("expiresAt")} for s in live_secret_entries(record, now)
+        {"createdAt": iso(s["createdAt"]), "expiresAt": iso(s.get("expiresAt"))} for s in live_secret_entries(record, now)
     ]
     return out

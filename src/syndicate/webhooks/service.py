@@ -9,7 +9,7 @@ allowance).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
+import json
 import time
 from typing import Any
 
@@ -21,6 +21,7 @@ from ..errors import NotFound
 from ..store import get_redis
 from . import deliveries, payload, policy, registry, signing, transport
 from .guard import Guard
+from .timeparse import iso
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,12 +54,6 @@ def context(**overrides: Any) -> Context:
     }
     values.update(overrides)
     return Context(**values)
-
-
-def iso(ts: float | str | None) -> str | None:
-    if ts in (None, ""):
-        return None
-    return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # --- dispatch and attempts -------------------------------------------------
@@ -98,15 +93,19 @@ def dispatch(event_id: str, ctx: Context, client: redis.Redis | None = None) -> 
     return [(e["id"], e["partner"]) for e in entries if e["id"] in created]
 
 
-def attempt(delivery_id: str, ctx: Context, client: redis.Redis | None = None) -> dict[str, Any] | None:
-    """Make one attempt if the delivery is pending and nobody else is on it; returns the attempt record."""
+def attempt(delivery_id: str, ctx: Context, client: redis.Redis | None = None,
+            partner_name: str | None = None) -> dict[str, Any] | None:
+    """Make one attempt if the delivery is pending and nobody else is on it; returns the attempt record.
+
+    ``partner_name`` (when the caller knows it) saves a round trip: the claim loads the partner too.
+    """
     client = client or get_redis()
-    if deliveries.claim(delivery_id, ctx.lease_seconds, client) != "ok":
+    name = partner_name or deliveries.partner_of(delivery_id, client) or ""
+    state, record, raw_partner = deliveries.claim_and_load(delivery_id, registry.record_key(name), ctx.lease_seconds, client)
+    if state != "ok":
         return None
-    record = deliveries.get(delivery_id, client) or {}
-    name = record.get("partner", "")
     probe = record.get("probe") == "1"
-    partner = registry.find(name, client)
+    partner = json.loads(raw_partner) if raw_partner else None
     if partner is None or not (partner.get("enabled") or probe):
         reason = (f"partner {name!r} was removed" if partner is None else
                   f"partner {name!r} is disabled ({partner.get('disabledReason') or 'by an operator'}); "
@@ -123,11 +122,8 @@ def attempt(delivery_id: str, ctx: Context, client: redis.Redis | None = None) -
     outcome = transport.post(partner["url"], body, headers, ctx.guard, ctx.connect_timeout, ctx.read_timeout)
     now = time.time()
     failing_since = None
-    if not probe:
-        if outcome.ok:
-            registry.record_success(name, now, client)
-        else:
-            failing_since = registry.record_failure(name, now, client)
+    if not probe and not outcome.ok:
+        failing_since = registry.record_failure(name, now, client)
     decision = policy.decide(
         outcome,
         int(record.get("round_attempts", 0)) + 1,
@@ -158,7 +154,8 @@ def attempt(delivery_id: str, ctx: Context, client: redis.Redis | None = None) -
     fields = {"last_status_code": outcome.status, "last_error": outcome.error, "last_attempt_at": now}
     if status == "failed":
         fields["failure_reason"] = decision.reason
-    deliveries.finish(delivery_id, note, status, next_at, fields, ctx.retention_seconds, client)
+    healthy = registry.health_key(name) if outcome.ok and not probe else None
+    deliveries.finish(delivery_id, note, status, next_at, fields, ctx.retention_seconds, client, healthy)
     return note
 
 
@@ -180,7 +177,8 @@ def recover(partner: str, since: float, ctx: Context, client: redis.Redis | None
     client = client or get_redis()
     registry.get(partner, client)
     failed = deliveries.newest(partner=partner, status="failed", since=since, limit=100_000, client=client)
-    ids = [d["id"] for d in failed if float(d.get("created_at", 0)) >= since]
+    # Pings are probes, not deliveries a partner missed: they are never recovered.
+    ids = [d["id"] for d in failed if float(d.get("created_at", 0)) >= since and d.get("probe") != "1"]
     for delivery_id in ids:
         resend(delivery_id, ctx, client)
     return ids
