@@ -38,13 +38,19 @@ class StoreCollector:
             pipe.zcard(key("events:pending"))
             pipe.llen(key("dead-letters"))
             pipe.zcard(key("articles"))
-            *depths, pending, dead, live = pipe.execute()
+            pipe.zcard(key("webhooks", "schedule"))
+            pipe.zcard(key("webhooks", "deliveries", "failed"))
+            *depths, pending, dead, live, scheduled, failed = pipe.execute()
         for queue, n in zip(QUEUES, depths):
             depth.add_metric([queue], n)
         yield depth
         yield GaugeMetricFamily("syndicate_events_pending", "Events logged but not yet fanned out", value=pending)
         yield GaugeMetricFamily("syndicate_dead_letters", "Tasks that failed for good and wait to be requeued", value=dead)
         yield GaugeMetricFamily("syndicate_articles_live", "Stored articles that are not retracted", value=live)
+        yield GaugeMetricFamily("syndicate_webhook_deliveries_scheduled",
+                                "Webhook deliveries waiting in the durable retry schedule", value=scheduled)
+        yield GaugeMetricFamily("syndicate_webhook_deliveries_failed",
+                                "Webhook deliveries that exhausted their schedule (resend or recover them)", value=failed)
 
 
 registry.register(StoreCollector())
