@@ -42,6 +42,9 @@ class SinkHandler:
         self.transient: dict[str, int] = {}
         self.rcpt_delay = 0.0
         self.data_delay = 0.0
+        # Recipients whose message is stored, then the connection dropped before the reply to
+        # the final "." is written: the one moment a client cannot know whether it was delivered.
+        self.drop_after_data: set[str] = set()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with self.lock:
@@ -60,6 +63,10 @@ class SinkHandler:
             for rcpt in envelope.rcpt_tos:
                 self.messages.append((rcpt, envelope.original_content))
                 self.counts[rcpt] += 1
+            drop = any(rcpt in self.drop_after_data for rcpt in envelope.rcpt_tos)
+        if drop:
+            server.transport.abort()  # no reply: the client sees the connection closed mid-wait
+            return "421 4.3.0 closing"  # written to a closed transport: never reaches the client
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
         return "250 2.0.0 queued"

@@ -68,7 +68,9 @@ def test_digest_preview_and_send_now(runner):
     assert result.exit_code == 0 and "sent, 1 stories; 1 sent" in result.output
     assert sink.count(reader) == 1
     again = runner.invoke(cli, ["digest", "send", config["id"], "--now"])
-    assert "skipped" in again.output and sink.count(reader) == 1
+    assert again.exit_code == 0 and "skipped" in again.output and sink.count(reader) == 1
+    latest = editions.history(config["id"])[0]  # recorded: skipped, with why
+    assert latest["state"] == "skipped" and latest["reason"] == "no new stories since the previous edition"
     status = runner.invoke(cli, ["digest", "status", config["id"]]).output
     assert "skipped" in status and "sent=1" in status
     assert len(editions.history(config["id"])) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import smtplib
 import threading
 
 import pytest
@@ -219,7 +220,8 @@ def test_smtp_url_credentials_are_used_and_a_wrong_password_fails_to_connect():
     from syndicate.newsletter.transport import SmtpConnection
 
     def authenticator(server, session, envelope, mechanism, auth_data):
-        return AuthResult(success=(auth_data.login, auth_data.password) == (b"desk", b"s3cr:t"))
+        # handled=False: aiosmtpd answers 535 itself (handled=True would leave the client waiting)
+        return AuthResult(success=(auth_data.login, auth_data.password) == (b"desk", b"s3cr:t"), handled=False)
 
     handler = SinkHandler()
     port = free_port()
@@ -231,8 +233,9 @@ def test_smtp_url_credentials_are_used_and_a_wrong_password_fails_to_connect():
         with SmtpConnection(good) as conn:
             outcome = conn.send("desk@news.example", "auth@mail.example", b"Subject: x\r\n\r\nhello\r\n")
         assert outcome.status == "sent" and handler.count("auth@mail.example") == 1
-        with pytest.raises(Exception):
-            SmtpConnection(parse_smtp_url(f"smtp://desk:wrong@127.0.0.1:{port}?timeout=2")).open()
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            SmtpConnection(parse_smtp_url(f"smtp://desk:wrong@127.0.0.1:{port}?timeout=30")).open()
+        assert refused.value.smtp_code == 535
     finally:
         controller.stop()
 

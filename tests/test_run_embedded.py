@@ -7,6 +7,8 @@ posted with curl-like requests reaches every channel, and Ctrl-C stops everythin
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import os
 import re
@@ -79,6 +81,15 @@ def test_run_starts_everything_on_embedded_redis_and_stops_on_ctrl_c(tmp_path):
         # The examples already published the seed story: same content is a duplicate.
         again = requests.post(f"{url}/v1/articles", json=seed, headers=auth, timeout=10)
         assert again.status_code == 200, again.text
+        # A newsletter list with one reader; the run's local mailbox receives what is sent.
+        admin = {"Authorization": f"Bearer {tokens['SYNDICATE_ADMIN_TOKEN']}"}
+        listing = {"id": "morning", "name": "Morning Edition", "schedule": "0 7 * * *",
+                   "timezone": "America/New_York", "fromAddress": "Newslooks <news@newslooks.example>"}
+        assert requests.put(f"{url}/v1/newsletters/morning", json=listing, headers=admin, timeout=10).status_code == 201
+        added = requests.post(f"{url}/v1/newsletters/morning/subscribers", json={"email": "reader@example.com"},
+                              headers=admin, timeout=10)
+        assert added.status_code == 201, added.text
+
         story = {**seed, "version": 2, "headline": seed["headline"] + " (updated)"}
         response = requests.post(f"{url}/v1/articles", json=story, headers=auth, timeout=10)
         assert response.status_code == 202, response.text
@@ -100,17 +111,37 @@ def test_run_starts_everything_on_embedded_redis_and_stops_on_ctrl_c(tmp_path):
         wait_for(feed_has_update, timeout=60, message="the update in /feeds/all.rss")
         static = tmp_path / "var" / "feeds" / "all.rss"
         wait_for(lambda: static.exists() and "(updated)" in static.read_text(), timeout=30, message="static feed file")
-        section = requests.get(f"{url}/feeds/sections/us.json", timeout=5)
-        assert section.status_code == 200 and section.headers["content-type"].startswith("application/feed+json")
+        # Each feed renders on its own: wait for the section's too.
+        section = wait_for(lambda: (r := requests.get(f"{url}/feeds/sections/us.json", timeout=5)).status_code == 200
+                           and "(updated)" in r.text and r, timeout=60, message="the update in the US section feed")
+        assert section.headers["content-type"].startswith("application/feed+json")
+
+        # The newsletter: a manual edition reaches the reader through SMTP.
+        sent = requests.post(f"{url}/v1/newsletters/morning/send", headers=admin, timeout=10)
+        assert sent.status_code == 202, sent.text
+        mail_dir = tmp_path / "var" / "mail"
+        emails = wait_for(lambda: list(mail_dir.glob("*reader@example.com.eml")), timeout=60, message="the edition email")
+        message = email.message_from_bytes(emails[0].read_bytes(), policy=email.policy.default)
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert "(updated)" in message.get_body(("plain",)).get_content()
+    except BaseException:
+        for log in sorted((tmp_path / "var" / "logs").glob("*.log")):
+            print(f"==== {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-60:]))
+        raise
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
+            time.sleep(0.05)
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGINT)  # an impatient second Ctrl-C must not orphan Redis
         try:
             code = proc.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
     out.thread.join(5)
+    for log in sorted((tmp_path / "var" / "logs").glob("*.log")):  # shown by pytest when the test fails
+        print(f"==== {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
     assert code == 0, out.text[-3000:]
     assert "stopped cleanly" in out.text
     time.sleep(0.2)

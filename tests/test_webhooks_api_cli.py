@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -105,6 +106,41 @@ def test_invalid_partner_lists_every_problem(api_server, http):
     assert http.post(f"{api_server}/v1/partners", data="x", headers={**ADMIN_AUTH, "Content-Type": "text/plain"}).status_code == 415
 
 
+NEWLINES = [({"name": "nl\n"}, "$.name"), ({"headers": {"X-Key": "v\n"}}, '$.headers["X-Key"]'),
+            ({"headers": {"X-Key": "v\r\nX-Evil: 1"}}, '$.headers["X-Key"]'), ({"sections": ["S\n"]}, "$.sections[0]"),
+            ({"headers": {"Webhook-Signature": "v1,forged"}}, '$.headers["Webhook-Signature"]')]
+
+
+@pytest.mark.parametrize("change, path", NEWLINES)
+def test_api_refuses_newlines_and_reserved_headers_at_their_path(api_server, http, change, path):
+    name = _name()
+    response = _post(http, f"{api_server}/v1/partners", {"name": name, "url": "https://p.example/h", **change})
+    assert response.status_code == 422, response.text
+    assert [p["path"] for p in response.json()["problems"]] == [path]
+    assert registry.find(change.get("name", name)) is None
+
+
+@pytest.mark.parametrize("change, path", NEWLINES)
+def test_cli_refuses_newlines_and_reserved_headers_at_their_path(tmp_path, change, path):
+    name = _name()
+    config = tmp_path / "partner.json"
+    config.write_text(json.dumps({"name": name, "url": "https://p.example/h", **change}))
+    result = _run("partners", "add", "--file", str(config))
+    assert result.exit_code == 2, result.output
+    assert path in result.output
+    assert registry.find(change.get("name", name)) is None
+
+
+def test_put_refuses_a_header_value_with_a_newline(api_server, http, sink):
+    name = _name()
+    _post(http, f"{api_server}/v1/partners", {"name": name, "url": sink.url})
+    response = http.put(f"{api_server}/v1/partners/{name}", headers={**ADMIN_AUTH, **JSON},
+                        data=json.dumps({"name": name, "url": sink.url, "headers": {"X-Key": "v\n"}}))
+    assert response.status_code == 422 and response.json()["problems"][0]["path"] == '$.headers["X-Key"]'
+    assert registry.get(name)["headers"] == {}
+    registry.remove(name)
+
+
 def test_put_replaces_configuration_and_keeps_the_secret(api_server, http, sink):
     name = _name()
     secret = _post(http, f"{api_server}/v1/partners", {"name": name, "url": sink.url}).json()["secret"]
@@ -177,3 +213,36 @@ def test_cli_partners_and_deliveries(sink, redis_client):
     assert _run("deliveries", "show", "msg_nope").exit_code == 1
     assert _run("partners", "remove", name).exit_code == 0
     assert _run("partners", "show", name).exit_code == 1
+
+
+def test_cli_ping_and_resend_print_the_attempt(sink, redis_client):
+    name = _name()
+    section = f"Cli {uuid.uuid4().hex[:6]}"
+    assert _run("partners", "add", name, sink.url, "--section", section).exit_code == 0
+    ping = _run("partners", "ping", name)
+    assert ping.exit_code == 0
+    assert re.search(r"#1 \S+  200  \d+\.\d ms  succeeded", ping.output), ping.output
+
+    sink.answer(Answer(503, body=b"down for maintenance"))
+    failing = _run("partners", "ping", name)
+    assert failing.exit_code == 1
+    assert re.search(r"#1 \S+  503  \d+\.\d ms  failed  Service Unavailable", failing.output), failing.output
+
+    sink.default = Answer(500)
+    event_id = events.ingest(unique_article(section=section)).event_id
+    context = service.context(schedule=(0,))
+    [(delivery_id, _)] = service.dispatch(event_id, context)
+    service.attempt(delivery_id, context)
+    before = sink.count()
+    again = _run("deliveries", "resend", delivery_id)  # still 500: the attempt is shown, exit 1
+    assert again.exit_code == 1 and sink.count() == before + 1
+    assert re.search(r"#2 \S+  500  \d+\.\d ms  (retry|failed)  Internal Server Error", again.output), again.output
+    sink.default = Answer(200)
+    resent = _run("deliveries", "resend", delivery_id)
+    assert resent.exit_code == 0, resent.output
+    assert f"resend {delivery_id} to {name}: succeeded" in resent.output
+    assert re.search(r"#3 \S+  200  \d+\.\d ms  succeeded", resent.output), resent.output
+    requests = sink.requests()[-2:]
+    assert requests[0].headers["webhook-id"] == requests[1].headers["webhook-id"] == delivery_id
+    assert _run("deliveries", "resend", "msg_nope").exit_code == 1
+    registry.remove(name)

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import unique_article
 from syndicate import events
-from syndicate.webhooks import deliveries, registry, service
+from syndicate.webhooks import deliveries, policy, registry, service
 from syndicate.webhooks.guard import Guard
 from webhooks_fixtures import Answer, sinks, verify  # noqa: F401  (sinks is a fixture)
 
@@ -201,7 +201,52 @@ def test_disabled_partner_fails_pending_retries_with_a_clear_reason(sinks, partn
     registry.set_enabled(name, False)
     record = run_until_done(delivery_id, ctx())
     assert record["status"] == "failed" and "disabled" in record["last_error"]
+    assert "partners recover" in record["last_error"]  # the log says how to resume
     assert sink.count() == 1
+    assert deliveries.due_at(delivery_id) is None  # nothing more is scheduled for a disabled partner
+    # Enabling does not resume by itself (decided: marked failed, resumed by recover); recover re-sends.
+    registry.set_enabled(name, True)
+    assert deliveries.get(delivery_id)["status"] == "failed"
+    sink.default = Answer(200)
+    assert service.recover(name, time.time() - 60, ctx()) == [delivery_id]
+    assert service.attempt(delivery_id, ctx())["result"] == "succeeded"
+    assert sink.count() == 2 and sink.requests()[-1].headers["webhook-id"] == delivery_id
+
+
+@pytest.mark.parametrize("retry_after, low, high", [
+    ("999999999", policy.RETRY_AFTER_MAX, policy.RETRY_AFTER_MAX),  # clamped: never days away
+    ("0", policy.RETRY_AFTER_MIN, policy.RETRY_AFTER_MIN),  # clamped: never a spin
+    ("http-date", 2.0, 10.0),  # an HTTP-date about 5 s ahead
+    ("soon", 0.16, 0.24),  # unreadable: the schedule step (0.2 s ± 20%) stands
+])
+def test_retry_after_is_clamped_through_a_real_sink(sinks, partners, retry_after, low, high):
+    if retry_after == "http-date":
+        import email.utils
+
+        retry_after = email.utils.formatdate(time.time() + 5, usegmt=True)
+    sink = sinks().answer(Answer(503, headers={"Retry-After": retry_after}))
+    sec = section()
+    partners(sink.url, sections=[sec])
+    [delivery_id] = first_attempt(publish(sec), ctx())
+    note = deliveries.attempts(delivery_id)[0]
+    assert note["result"] == "retry" and note["retry_after"] == retry_after
+    assert low <= note["next_attempt_at"] - note["at"] <= high
+    assert deliveries.due_at(delivery_id) == pytest.approx(note["next_attempt_at"])
+
+
+def test_retry_delays_are_jittered_20_percent_either_way(sinks, partners):
+    sink = sinks(Answer(500))
+    sec = section()
+    partners(sink.url, sections=[sec])
+    context = ctx(schedule=(0, 100))
+    delays = []
+    for _ in range(20):
+        [delivery_id] = first_attempt(publish(sec), context)
+        note = deliveries.attempts(delivery_id)[0]
+        delays.append(note["next_attempt_at"] - note["at"])
+    assert all(80 <= d <= 120 for d in delays)
+    # both sides of the step are used, so retries of many deliveries spread out
+    assert min(delays) < 100 < max(delays) and len({round(d, 3) for d in delays}) > 10
 
 
 def test_continuous_failure_disables_the_partner(sinks, partners):
@@ -353,6 +398,41 @@ def test_retention_prunes_indexes(partners, redis_client):
     service.prune(ctx(retention_seconds=-1))
     assert service.listing(partner=name) == []
     assert 0 < redis_client.ttl(deliveries._dkey(entry["id"])) <= 60
+
+
+def test_prune_trims_every_index_and_the_schedule(sinks, partners, redis_client):
+    sink = sinks(Answer(500))
+    sec = section()
+    name, _ = partners(sink.url, sections=[sec])
+    context = ctx(schedule=(0,))
+    [failed] = first_attempt(publish(sec), context)
+    [(pending, _p)] = service.dispatch(publish(sec), context)
+    gone = f"msg_gone_{uuid.uuid4().hex[:6]}"  # a schedule entry whose record expired
+    redis_client.zadd(deliveries.key(*deliveries.SCHEDULE), {gone: time.time() + 3600})
+    index, failed_set, schedule = (deliveries.key(*k) for k in (deliveries.INDEX, deliveries.FAILED, deliveries.SCHEDULE))
+    per_partner = deliveries.key("webhooks", "partner-deliveries", name)
+    assert redis_client.zscore(failed_set, failed) is not None
+    # every key a delivery writes has a TTL: records, attempt lists, per-event and per-partner indexes
+    for k in (deliveries._dkey(failed), deliveries._akey(failed), per_partner,
+              deliveries.key("webhooks", "event-deliveries", deliveries.get(failed)["event_id"])):
+        assert 0 < redis_client.ttl(k) <= context.retention_seconds
+    service.prune(ctx(retention_seconds=-1))
+    for delivery in (failed, pending):
+        assert redis_client.zscore(index, delivery) is None
+        assert redis_client.zscore(per_partner, delivery) is None
+    assert redis_client.zscore(failed_set, failed) is None
+    assert redis_client.zscore(schedule, gone) is None
+    assert redis_client.zscore(schedule, pending) is not None  # a pending delivery keeps its place
+    assert service.listing(partner=name) == [] and service.listing(status="failed", partner=name) == []
+
+
+def test_pings_are_not_indexed_under_a_shared_event_key(sinks, partners, redis_client):
+    sink = sinks()
+    name, _ = partners(sink.url, sections=[section()])
+    service.ping(name, ctx())
+    service.ping(name, ctx())
+    assert not redis_client.exists(deliveries.key("webhooks", "event-deliveries", "none"))
+    assert [d["test"] for d in service.listing(partner=name)] == [True, True]
 
 
 def test_settled_or_expired_deliveries_leave_the_schedule(sinks, partners, redis_client):

@@ -126,6 +126,36 @@ def test_partner_headers_cannot_replace_signature_headers():
     assert caught.value.problems[0].path.startswith("$.headers")
 
 
+@pytest.mark.parametrize("config, path", [
+    ({"name": "abc\n"}, "$.name"),
+    ({"url": "https://p.example/h\n"}, "$.url"),
+    ({"sections": ["World\n"]}, "$.sections[0]"),
+    ({"headers": {"X-Key": "v\n"}}, '$.headers["X-Key"]'),
+    ({"headers": {"X-Key": "v\r\nX-Injected: 1"}}, '$.headers["X-Key"]'),
+    ({"headers": {"X-Key": " v"}}, '$.headers["X-Key"]'),
+    ({"headers": {"X-Key\n": "v"}}, "$.headers"),
+    ({"headers": {"WEBHOOK-ID": "x"}}, '$.headers["WEBHOOK-ID"]'),
+    ({"headers": {"webhook-anything": "x"}}, '$.headers["webhook-anything"]'),
+    ({"headers": {"content-TYPE": "text/plain"}}, '$.headers["content-TYPE"]'),
+])
+def test_a_trailing_newline_or_a_reserved_header_is_refused_at_its_path(config, path):
+    # Python's $ matches before a final newline: the schema's patterns must not let "abc\n" through.
+    with pytest.raises(ValidationFailed) as caught:
+        check_config({"name": "p", "url": "https://p.example/h", **config}, Guard())
+    assert [p.path for p in caught.value.problems] == [path]
+
+
+def test_request_headers_keep_ours_whatever_the_case():
+    from syndicate.webhooks.transport import request_headers
+
+    sent = request_headers({"X-Key": "1", "Content-type": "text/plain", "WEBHOOK-ID": "evil", "Webhook-Extra": "x"},
+                           {"webhook-id": "msg_1", "webhook-timestamp": "1", "webhook-signature": "v1,x"})
+    assert {k.lower(): v for k, v in sent.items()} == {
+        "x-key": "1", "content-type": "application/json", "user-agent": sent["User-Agent"],
+        "webhook-id": "msg_1", "webhook-timestamp": "1", "webhook-signature": "v1,x"}
+    assert len(sent) == 6  # no second spelling of any header
+
+
 def test_https_only_refuses_http_partner():
     with pytest.raises(ValidationFailed) as caught:
         check_config({"name": "p", "url": "http://p.example/h"}, Guard(https_only=True))

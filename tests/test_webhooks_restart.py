@@ -16,6 +16,8 @@ import sys
 import time
 import uuid
 
+import pytest
+
 from conftest import ROOT, unique_article, wait_for
 from syndicate.config import get_settings
 from webhooks_fixtures import Answer, Sink, verify
@@ -86,6 +88,93 @@ def test_scheduled_retry_survives_a_worker_crash(tmp_path, redis_client):
             message="delivery logged as succeeded")
         assert [a["status_code"] for a in shown["attempt_log"]] == [503, 200]
     finally:
+        for proc in procs:
+            _stop(proc)
+        sink.close()
+
+
+def _start_logged(env, log_path, *args):
+    log = open(log_path, "w")
+    return subprocess.Popen([sys.executable, "-m", "syndicate.cli.main", *args], env=env, cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _delivery(env, delivery_id):
+    return json.loads(_cli(env, "deliveries", "show", delivery_id).stdout)
+
+
+def _publish_to_hanging_partner(tmp_path, env, sink, tag):
+    section = f"Stop {uuid.uuid4().hex[:6]}"
+    added = _cli(env, "partners", "add", f"{tag}-{uuid.uuid4().hex[:6]}", sink.url, "--section", section)
+    secret = re.search(r"secret: (whsec_\S+)", added.stdout).group(1)
+    article = tmp_path / f"{tag}.json"
+    article.write_text(json.dumps(unique_article(section=section)))
+    _cli(env, "publish", str(article))
+    return secret
+
+
+def test_warm_shutdown_lets_the_attempt_in_flight_finish(tmp_path, redis_client):
+    """SIGTERM to the worker (as `syndicate run` and docker send it) while a partner is still answering."""
+    prefix = f"{get_settings().redis_prefix}sigterm-{uuid.uuid4().hex[:6]}:"
+    env = _env(prefix, str(tmp_path))
+    sink = Sink(Answer(hang=True))
+    log_path = tmp_path / "worker.log"
+    worker = None
+    try:
+        secret = _publish_to_hanging_partner(tmp_path, env, sink, "sigterm")
+        worker = _start_logged(env, log_path, "worker", "-Q", "ingest,webhooks", "-c", "1",
+                               "-n", f"t1-{uuid.uuid4().hex[:4]}@%h")
+        wait_for(sink.count, timeout=60, message="the attempt reaching the partner")
+        worker.send_signal(signal.SIGTERM)  # the main process only: Celery's warm shutdown
+        wait_for(lambda: "waiting up to" in log_path.read_text(), timeout=30,
+                 message="the worker process waiting for its attempt in flight")
+        sink.release()  # the partner answers 200 now, during the shutdown
+        worker.wait(60)
+        [request] = sink.requests()
+        verify(secret, request)
+        shown = _delivery(env, request.headers["webhook-id"])
+        assert shown["status"] == "succeeded"
+        assert [a["status_code"] for a in shown["attempt_log"]] == [200]
+        assert redis_client.zscore(prefix + "webhooks:schedule", shown["id"]) is None
+    finally:
+        sink.release()
+        if worker is not None:
+            _stop(worker)
+        sink.close()
+
+
+def test_attempt_cut_by_a_hard_kill_comes_back_once_with_the_same_id(tmp_path, redis_client):
+    """SIGKILL mid-attempt: nothing is recorded, the lease brings the delivery back, one success is logged."""
+    prefix = f"{get_settings().redis_prefix}kill-{uuid.uuid4().hex[:6]}:"
+    env = _env(prefix, str(tmp_path))
+    sink = Sink().answer(Answer(hang=True))  # the first request hangs; later ones get 200
+    procs = []
+    try:
+        secret = _publish_to_hanging_partner(tmp_path, env, sink, "kill")
+        worker = _start(env, "worker", "-Q", "ingest,webhooks", "-c", "1", "-n", f"k1-{uuid.uuid4().hex[:4]}@%h")
+        procs.append(worker)
+        wait_for(sink.count, timeout=60, message="the attempt reaching the partner")
+        _stop(worker, signal.SIGKILL)
+        delivery_id = sink.requests()[0].headers["webhook-id"]
+        record = redis_client.hgetall(prefix + f"webhooks:delivery:{delivery_id}")
+        assert record["status"] == "pending" and record["attempts"] == "0"
+        lease = float(record["lease_until"])
+        assert redis_client.zscore(prefix + "webhooks:schedule", delivery_id) == pytest.approx(lease)
+        # Fast-forward to the end of the lease (it outlasts any attempt: about a minute by default).
+        redis_client.hset(prefix + f"webhooks:delivery:{delivery_id}", "lease_until", 0)
+        redis_client.zadd(prefix + "webhooks:schedule", {delivery_id: time.time() - 1})
+        sink.release()
+        procs.append(_start(env, "worker", "-Q", "webhooks", "-c", "1", "-n", f"k2-{uuid.uuid4().hex[:4]}@%h"))
+        procs.append(_start(env, "beat"))
+        wait_for(lambda: _delivery(env, delivery_id)["status"] == "succeeded", timeout=60, interval=0.3,
+                 message="the delivery recovered by the drain")
+        requests = sink.requests()
+        assert len(requests) == 2
+        assert {r.headers["webhook-id"] for r in requests} == {delivery_id}
+        verify(secret, requests[1])
+        assert [a["status_code"] for a in _delivery(env, delivery_id)["attempt_log"]] == [200]
+    finally:
+        sink.release()
         for proc in procs:
             _stop(proc)
         sink.close()

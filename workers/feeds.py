@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 
+from celery.signals import worker_ready
+
 from syndicate import events
 from syndicate.config import get_settings
 from syndicate.feeds import service, state, websub
@@ -33,8 +35,11 @@ def _kick_websub(_feed_id: str = "", _formats: list[str] | None = None) -> None:
         websub_flush.apply_async()
 
 
+# Every countdown in this module stays at or under 60 s: the Redis broker redelivers an
+# unacked ETA task once its visibility timeout passes, which would run it twice.
+# (Backoff 1, 2, 4, 8, 16 s, capped at 30 s; websub_flush caps its own at 60 s.)
 @app.task(name="syndicate.feeds.apply_event", base=SyndicateTask, queue_name="feeds", bind=True,
-          autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+          autoretry_for=(OSError,), retry_backoff=True, retry_backoff_max=30, max_retries=5)
 def apply_event(self, event_id: str) -> None:
     event = events.get_event(event_id)
     if event is not None:
@@ -58,19 +63,21 @@ def websub_flush(self) -> int:
     client = get_redis()
     client.delete(key("feeds", "websub", "kick"))
     hub = get_settings().websub_hub
-    topics = websub.take_due(client)
+    claims = websub.take_due(client)
     if not hub:
+        for claim in claims:  # the hub setting was removed: forget what it would have been told
+            websub.drop(client, claim)
         return 0
     retry_in: list[float] = []
-    for topic in topics:
-        delay = websub.record(client, websub.ping(hub, topic))
+    for claim in claims:
+        delay = websub.record(client, claim, websub.ping(hub, claim.topic))
         if delay is not None:
             retry_in.append(delay)
     if retry_in:
         # Capped short: a countdown near the broker's visibility timeout would be redelivered twice.
         # Flushing early is harmless (only due topics are pinged); the 30 s sweep is the backstop.
         websub_flush.apply_async(countdown=min(min(retry_in), 60.0))
-    return len(topics)
+    return len(claims)
 
 
 @app.task(name="syndicate.feeds.sweep", base=SyndicateTask, queue_name="feeds", bind=True)
@@ -78,8 +85,21 @@ def sweep(self) -> list[str]:
     """Backstop: render feeds a dead worker left stale and flush WebSub pings that came due."""
     stale = service.sweep(on_changed=_kick_websub)
     if stale:
-        log.warning("re-rendered stale feeds: %s", ", ".join(stale))
+        # Also the main feed's first (empty) render on a new deployment, so readers can subscribe at once.
+        log.warning("rendered stale or missing feeds: %s", ", ".join(stale))
     due = websub.next_due(get_redis())
     if due is not None:
         _kick_websub()
     return stale
+
+
+@worker_ready.connect
+def _sweep_on_start(**_kwargs) -> None:
+    """A starting worker queues one sweep, so a new deployment's main feed exists before beat's first tick.
+
+    The task goes to the feeds queue whichever worker sends it; a spare sweep is cheap and idempotent.
+    """
+    try:
+        sweep.apply_async()
+    except Exception:  # a broker hiccup at start must not stop the worker; beat sweeps anyway
+        log.exception("could not queue the start-up feeds sweep")

@@ -52,6 +52,7 @@ def stage_event(self, event_id: str) -> None:
 
 @app.task(name="syndicate.newsletter.tick", base=SyndicateTask, queue_name="newsletter", bind=True)
 def tick(self) -> list[str]:
+    service.prune_unconfirmed()
     due = service.open_due()
     for eid in due + [e for e in service.stalled() if e not in due]:
         send_edition.apply_async(args=[eid])

@@ -8,6 +8,15 @@ hands its deliveries to the pool and returns; the delivery's lease in the Redis
 schedule covers the attempt, so if this process dies mid-attempt the drain
 picks the delivery up again once the lease runs out.
 
+On a warm shutdown (SIGTERM to the worker, as ``syndicate run`` and docker
+send) a prefork child leaves through ``os._exit`` right after its last task,
+which would cut the attempt threads short: ``worker_process_shutdown`` (and
+``worker_shutdown`` for the solo/threads pools) first waits for the attempts in
+flight, at most one attempt's own time limit. Whatever is still running after
+that (or when the process is killed outright) is left to the lease: the drain
+attempts it again with the same webhook-id, and the claim makes sure only one
+outcome is ever recorded per attempt.
+
 Retries never use Celery countdown/ETA (the Redis broker redelivers unacked ETA
 tasks after its visibility timeout): they wait in the ``webhooks:schedule``
 sorted set, which the beat task ``syndicate.webhooks.drain`` reads every second.
@@ -21,6 +30,8 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+from celery import signals
 
 from syndicate.config import get_settings
 from syndicate.webhooks import deliveries, service
@@ -65,6 +76,18 @@ class _Attempts:
         self.pool.submit(self._run, delivery_id, partner, ctx)
         return True
 
+    def inflight_count(self) -> int:
+        with self.lock:
+            return sum(self.inflight.values())
+
+    def close(self, timeout: float) -> int:
+        """Stop taking attempts and wait up to ``timeout`` s for those in flight; returns how many were left."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        while self.inflight_count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.inflight_count()
+
     def _run(self, delivery_id: str, partner: str, ctx: service.Context) -> None:
         try:
             service.attempt(delivery_id, ctx, partner_name=partner)
@@ -92,6 +115,27 @@ def attempts_pool() -> _Attempts:
                 settings = get_settings()
                 pool = _pools[pid] = _Attempts(settings.webhook_worker_threads, settings.webhook_partner_concurrency)
     return pool
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def finish_attempts_on_shutdown(**_kwargs: object) -> None:
+    """Warm shutdown: let this process's attempts in flight finish before it exits."""
+    pool = _pools.pop(os.getpid(), None)
+    if pool is None:
+        return
+    waiting = pool.inflight_count()
+    if waiting:
+        settings = get_settings()
+        limit = settings.webhook_connect_timeout + settings.webhook_read_timeout + 5
+        log.warning("shutting down: waiting up to %.0fs for %d webhook attempt(s) in flight", limit, waiting)
+        left = pool.close(limit)
+        if left:
+            log.warning("shutting down with %d webhook attempt(s) unfinished; the lease brings them back", left)
+        else:
+            log.warning("webhook attempts in flight finished; exiting")
+    else:
+        pool.close(0)
 
 
 @app.task(name="syndicate.webhooks.dispatch_event", base=SyndicateTask, queue_name="webhooks", bind=True,

@@ -49,6 +49,10 @@ async def _serve(request: Request, feed_id: str, fmt: str) -> Response:
     doc = state.doc_key(feed_id)
     etag, last_modified = map(_text, await client.hmget(doc, [f"{fmt}:etag", f"{fmt}:lm"]))
     if etag is None or last_modified is None:
+        if feed_id == MAIN_FEED:
+            # Never rendered here: a feeds worker renders it (empty) at start and on every sweep.
+            raise ApiError(404, "not_found", "the main feed is not rendered yet: start a feeds worker "
+                                             "(it renders it at once) or run `syndicate feeds rebuild`")
         raise ApiError(404, "not_found", f"no feed {feed_id!r} yet: it appears once a story is published "
                                          "to it (or after `syndicate feeds rebuild`)")
     settings = get_settings()

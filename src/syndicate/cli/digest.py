@@ -49,6 +49,20 @@ def send_cmd(list_id: str, now: bool) -> None:
     _print_summary(result)
 
 
+@digest_group.command("resume")
+@click.argument("edition_id")
+@handle_errors
+def resume_cmd(edition_id: str) -> None:
+    """Go on with a FAILED edition (e.g. after fixing SMTP credentials); nobody gets it twice."""
+    from ..newsletter import editions, service
+
+    record = editions.get_edition(edition_id)
+    total = editions.tally(edition_id)["pending"] if record else 1
+    with click.progressbar(length=max(total, 1), label=f"resuming {edition_id}", file=sys.stderr) as bar:
+        result = service.resume(edition_id, progress=bar.update)
+    _print_summary(result)
+
+
 @digest_group.command("status")
 @click.argument("list_id")
 @click.option("--limit", default=10, show_default=True)
@@ -61,7 +75,8 @@ def status_cmd(list_id: str, limit: int) -> None:
     for record in editions.history(list_id, limit):
         counts = editions.tally(record["id"]) if record.get("state") not in ("skipped", "open") else {}
         shown = " ".join(f"{k}={v}" for k, v in counts.items() if v)
-        click.echo(f"{record['id']}  {record.get('state'):<8} {record.get('reason') or shown}")
+        reason = f"{shown}  {record['reason']}" if record.get("reason") and shown else record.get("reason") or shown
+        click.echo(f"{record['id']}  {record.get('state'):<8} {reason}")
 
 
 def _print_summary(result: dict) -> None:
@@ -69,6 +84,9 @@ def _print_summary(result: dict) -> None:
     if state == "skipped":
         click.echo(f"{result['id']}: skipped ({result.get('reason')})")
         return
+    if state == "failed":
+        click.echo(f"{result['id']}: FAILED: {result.get('reason')}", err=True)
+        sys.exit(1)
     counts = result.get("counts", {})
     click.echo(f"{result['id']}: {state}, {result.get('stories', 0)} stories; "
                + ", ".join(f"{v} {k}" for k, v in counts.items() if v))

@@ -234,15 +234,33 @@ def deliveries_show(delivery_id: str) -> None:
 
 @deliveries_group.command("resend")
 @click.argument("delivery_id")
+@click.option("--queue", "queued", is_flag=True, help="Hand the attempt to a worker instead of making it here and now.")
 @handle_errors
-def deliveries_resend(delivery_id: str) -> None:
-    """Send a delivery again (same webhook-id and body), with a fresh retry schedule."""
-    from ..webhooks import service
-    from workers.webhooks import enqueue_deliver
+def deliveries_resend(delivery_id: str, queued: bool) -> None:
+    """Send a delivery again (same webhook-id and body), with a fresh retry schedule, and show the attempt.
 
-    service.resend(delivery_id, service.context())
-    enqueue_deliver(delivery_id)
-    click.echo(f"re-sending {delivery_id}; `syndicate deliveries show {delivery_id}` shows the attempts")
+    Exit 1 when the attempt failed (its retries, if any, go on in the workers)."""
+    from ..webhooks import service
+
+    context = service.context()
+    service.resend(delivery_id, context)
+    if queued:
+        from workers.webhooks import enqueue_deliver
+
+        enqueue_deliver(delivery_id)
+        click.echo(f"re-sending {delivery_id}; `syndicate deliveries show {delivery_id}` shows the attempts")
+        return
+    note = service.attempt(delivery_id, context)
+    shown = service.show(delivery_id)
+    click.echo(f"resend {delivery_id} to {shown['partner']}: {shown['status']}")
+    if note is None:  # a worker claimed it first (it was due at once): its attempt is in the log
+        click.echo("  a worker is attempting it; `syndicate deliveries show` has the outcome")
+        return
+    _echo_attempt(service.present_attempt(note))
+    if shown["status"] == "pending" and shown["next_attempt_at"]:
+        click.echo(f"  next attempt at {shown['next_attempt_at']}")
+    if shown["status"] != "succeeded":
+        sys.exit(EXIT_FAILED)
 
 
 COMMANDS = [partners_group, deliveries_group]

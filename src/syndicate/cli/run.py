@@ -58,7 +58,7 @@ def _wait_healthy(url: str, procs: list[subprocess.Popen], timeout: float = 60.0
     while time.monotonic() < deadline:
         for proc in procs:
             if proc.poll() is not None:
-                raise click.ClickException(f"{' '.join(proc.args[3:5])} exited with code {proc.returncode}; see the log above")
+                raise click.ClickException(_exited(proc))
         try:
             if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return
@@ -66,6 +66,14 @@ def _wait_healthy(url: str, procs: list[subprocess.Popen], timeout: float = 60.0
             pass
         time.sleep(0.2)
     raise click.ClickException(f"the API did not answer on {url}/healthz within {timeout:.0f}s")
+
+
+def _exited(proc: subprocess.Popen) -> str:
+    path = getattr(proc, "log_path", None)
+    tail = ""
+    if path is not None and path.exists():
+        tail = "\n".join(path.read_text(errors="replace").splitlines()[-15:])
+    return f"{' '.join(proc.args[3:5])} exited with code {proc.returncode}; its log is {path}:\n{tail}"
 
 
 def _stop(procs: list[subprocess.Popen], timeout: float = 20.0) -> None:
@@ -100,26 +108,53 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
     for name, value in _secrets(settings.data_dir).items():
         env.setdefault(name, value)
         os.environ.setdefault(name, value)
-    if not settings.redis_url:
-        port = int(os.environ.get("SYNDICATE_EMBEDDED_REDIS_PORT", "0")) or None
-        embedded = EmbeddedRedis(settings.data_dir / "redis", port=port).start()
-        env["SYNDICATE_REDIS_URL"] = os.environ["SYNDICATE_REDIS_URL"] = embedded.url
-        click.echo(f"embedded Redis {embedded.url} (data in {embedded.data_dir}, AOF on)")
-    reset_settings()
-    settings = get_settings()
     me = [sys.executable, "-m", "syndicate.cli.main"]
     procs: list[subprocess.Popen] = []
 
     def stop_all(*_args: object) -> None:
+        # Only the first signal interrupts; later ones (Ctrl-C twice, the terminal and a
+        # supervisor both signalling) must not cut the shutdown short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
     try:
-        procs.append(subprocess.Popen([*me, "api"], env=env))
-        # Webhooks get their own worker: a hanging partner can never hold up feeds or email.
-        procs.append(subprocess.Popen([*me, "worker", "-Q", "ingest,feeds,newsletter", "-c", str(concurrency), "-n", "main@%h"], env=env))
-        procs.append(subprocess.Popen([*me, "worker", "-Q", "webhooks", "-c", str(concurrency), "-n", "webhooks@%h"], env=env))
-        procs.append(subprocess.Popen([*me, "beat"], env=env))
+        if not settings.redis_url:
+            port = int(os.environ.get("SYNDICATE_EMBEDDED_REDIS_PORT", "0")) or None
+            embedded = EmbeddedRedis(settings.data_dir / "redis", port=port)
+            embedded.start()
+            env["SYNDICATE_REDIS_URL"] = os.environ["SYNDICATE_REDIS_URL"] = embedded.url
+            click.echo(f"embedded Redis {embedded.url} (data in {embedded.data_dir}, AOF on)")
+        if not os.environ.get("SYNDICATE_SMTP_URL"):
+            # No SMTP server configured: a local mailbox keeps every email in the data dir.
+            from ..embedded import free_port
+
+            smtp_port = free_port()
+            env["SYNDICATE_SMTP_URL"] = os.environ["SYNDICATE_SMTP_URL"] = f"smtp://127.0.0.1:{smtp_port}"
+            mailbox_argv = [*me, "mailbox", "--port", str(smtp_port)]
+        else:
+            mailbox_argv = None
+        reset_settings()
+        settings = get_settings()
+        log_dir = settings.data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        children = {
+            "api": [*me, "api"],
+            # Webhooks get their own worker: a hanging partner can never hold up feeds or email.
+            "worker-main": [*me, "worker", "-Q", "ingest,feeds,newsletter", "-c", str(concurrency), "-n", "main@%h"],
+            "worker-webhooks": [*me, "worker", "-Q", "webhooks", "-c", str(concurrency), "-n", "webhooks@%h"],
+            "beat": [*me, "beat"],
+        }
+        if mailbox_argv:
+            children["mailbox"] = mailbox_argv
+        for name, argv in children.items():
+            # Each child logs to its own file, so the terminal shows what a user needs to see.
+            with open(log_dir / f"{name}.log", "ab") as log_file:
+                proc = subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc.log_path = log_dir / f"{name}.log"  # type: ignore[attr-defined]
+            procs.append(proc)
         url = f"http://{settings.api_host}:{settings.api_port}"
         _wait_healthy(url, procs)
         if examples:
@@ -129,7 +164,10 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
         click.echo(f"  API docs        {url}/docs")
         click.echo(f"  main feeds      {url}/feeds/all.rss  {url}/feeds/all.atom  {url}/feeds/all.json")
         click.echo(f"  static feeds    {settings.feed_dir}")
-        click.echo(f"  health          {url}/healthz")
+        click.echo(f"  health          {url}/healthz   metrics {url}/metrics")
+        click.echo(f"  logs            {log_dir}/")
+        if mailbox_argv:
+            click.echo(f"  sent email      {settings.data_dir / 'mail'}/  (local mailbox at {settings.smtp_url})")
         click.echo(f"  queue status    SYNDICATE_REDIS_URL={settings.redis_url} syndicate status")
         click.echo(f"  ingest token    {env['SYNDICATE_API_TOKEN']}  (admin: {env['SYNDICATE_ADMIN_TOKEN']}; kept in {settings.data_dir / 'secrets.json'})")
         click.echo("Press Ctrl-C to stop.")
@@ -137,13 +175,15 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
         while True:
             for proc in procs:
                 if proc.poll() is not None:
-                    raise click.ClickException(f"a child process exited with code {proc.returncode}; stopping")
+                    raise click.ClickException(_exited(proc) + "; stopping everything")
             if exit_after is not None and time.monotonic() - started > exit_after:
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:
         click.echo("stopping…")
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _stop(procs)
         if embedded:
             embedded.stop()
@@ -192,4 +232,16 @@ def api_cmd(host: str | None, port: int | None) -> None:
                 port=port or settings.api_port, log_level="info", access_log=False)
 
 
-COMMANDS = [run_cmd, worker_cmd, beat_cmd, api_cmd]
+@click.command("mailbox")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=1025, show_default=True)
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
+              help="Where to keep the messages (default: $SYNDICATE_DATA_DIR/mail).")
+def mailbox_cmd(host: str, port: int, directory: str | None) -> None:
+    """A local SMTP server that keeps every message as an .eml file (for trying the newsletter)."""
+    from ..mailbox import serve
+
+    serve(Path(directory) if directory else get_settings().data_dir / "mail", host, port)
+
+
+COMMANDS = [run_cmd, worker_cmd, beat_cmd, api_cmd, mailbox_cmd]

@@ -104,11 +104,24 @@ def related(article: dict[str, Any]) -> str:
     return f'<ul class="related">{"".join(links)}</ul>' if links else ""
 
 
-def article_html(article: dict[str, Any]) -> str:
-    """Lead figure, Quick Looks, the body (dateline, paragraphs, quotes), other photos, corrections, links."""
+# Scripts written right to left (BCP 47 primary subtags): their stories carry dir="rtl".
+RTL_LANGUAGES = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ps", "sd", "ug", "ur", "yi"})
+
+
+def is_rtl(language: str | None) -> bool:
+    return bool(language) and language.split("-", 1)[0].lower() in RTL_LANGUAGES
+
+
+def article_html(article: dict[str, Any], language: str | None = None) -> str:
+    """Lead figure, Quick Looks, the body (dateline, paragraphs, quotes), other photos, corrections, links.
+
+    A right-to-left story is wrapped in ``<div lang=".." dir="rtl">``: readers lay
+    content out left to right unless told otherwise, which scrambles Arabic or
+    Hebrew punctuation and lists.
+    """
     lead = lead_image(article)
     others = [img for img in article.get("images") or [] if img is not lead and safe_url(img.get("url"))]
-    return "".join([
+    html = "".join([
         figure(lead) if lead else "",
         quick_looks(article),
         body(article),
@@ -116,3 +129,6 @@ def article_html(article: dict[str, Any]) -> str:
         corrections(article),
         related(article),
     ])
+    if is_rtl(language):
+        return f'<div lang="{_a(language)}" dir="rtl">{html}</div>'
+    return html

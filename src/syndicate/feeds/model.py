@@ -130,7 +130,7 @@ def item_from_article(article: dict[str, Any]) -> Item:
         title=clean(article["headline"]),
         link=safe_url(article["url"]) or "",
         summary=clean(article.get("summary")),
-        content_html=article_html(article),
+        content_html=article_html(article, clean(article.get("language")) or "en"),
         authors=tuple({"name": clean(a["name"]), **({"url": safe_url(a["url"])} if safe_url(a.get("url")) else {})}
                       for a in byline.get("authors") or [] if clean(a.get("name"))),
         categories=tuple(categories),
@@ -179,4 +179,15 @@ def feed_updated(items: list[Item], floor: dt.datetime | None = None) -> dt.date
 
 
 def feed_language(items: list[Item]) -> str:
-    return items[0].language if items else "en"
+    """The feed's language: the most common among its items (ties: the newer item's), "en" when empty.
+
+    Not simply the newest item's: one Arabic story atop an English main feed must
+    not relabel the whole feed. Each item also carries its own language (Atom
+    ``xml:lang``, RSS ``dc:language``, JSON Feed ``language``).
+    """
+    if not items:
+        return "en"
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.language] = counts.get(item.language, 0) + 1
+    return max(counts, key=lambda lang: counts[lang])  # dicts keep order: the first max is the newest

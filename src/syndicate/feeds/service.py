@@ -119,7 +119,24 @@ def rebuild(feed_ids: Iterable[str] | None = None, settings: Settings | None = N
         render_single_flight(feed_id, settings, on_changed)
         if progress:
             progress(feed_id)
+    if MAIN_FEED not in targets:
+        ensure_main_feed(settings, on_changed)
     return targets
+
+
+def ensure_main_feed(settings: Settings | None = None, on_changed: OnChanged | None = None) -> bool:
+    """Render the main feed if it was never rendered; True if this call rendered it.
+
+    A new deployment serves ``/feeds/all.*`` as a valid empty feed from the start,
+    so readers can subscribe before the first story. The worker side does it (the
+    periodic sweep, ``syndicate feeds rebuild``); the API still never renders.
+    Section feeds appear with their first story: an unknown section stays 404.
+    """
+    client = get_redis()
+    if client.hexists(state.doc_key(MAIN_FEED), "gen"):
+        return False
+    state.mark_changed(client, MAIN_FEED)
+    return render_single_flight(MAIN_FEED, settings, on_changed) > 0
 
 
 def stale_feeds(client: redis.Redis | None = None) -> list[str]:
@@ -134,11 +151,13 @@ def stale_feeds(client: redis.Redis | None = None) -> list[str]:
 
 
 def sweep(settings: Settings | None = None, on_changed: OnChanged | None = None) -> list[str]:
-    """Render any feed left stale by a worker that died holding its lock."""
+    """Render any feed left stale by a worker that died holding its lock, and a missing main feed."""
     stale = stale_feeds()
     for feed_id in stale:
         render_single_flight(feed_id, settings, on_changed)
+    if MAIN_FEED not in stale and ensure_main_feed(settings, on_changed):
+        stale.append(MAIN_FEED)
     return stale
 
 
-__all__ = ["apply_article", "rebuild", "render_now", "render_single_flight", "stale_feeds", "sweep", "MAIN_FEED"]
+__all__ = ["apply_article", "ensure_main_feed", "rebuild", "render_now", "render_single_flight", "stale_feeds", "sweep", "MAIN_FEED"]

@@ -1,10 +1,12 @@
 """Write rendered documents under SYNDICATE_FEED_DIR so any static server or CDN can serve them.
 
-Each file is written to a temporary file in the same directory and renamed over
-the old one: a reader (nginx, a CDN origin pull) sees either the old document or
-the new one, never half of one. There is no fsync: Redis holds the documents
-durably and the next render (or ``syndicate feeds rebuild``) rewrites the files,
-while an fsync per format per render would cost more than the render itself.
+Each file is written to a temporary file in the same directory, fsynced, and
+renamed over the old one; the directory is fsynced once after its renames. A
+reader (nginx, a CDN origin pull) sees either the old document or the new one,
+never half of one, and a crash or power loss never leaves an empty or partial
+file behind a feed's name (a rename can reach the disk before the data it names
+unless the data is synced first). It stays cheap: an unchanged document is not
+rewritten at all, so the syncs are paid only for formats whose bytes changed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,20 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes) -> bool:
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # a platform that cannot open directories (Windows): the rename is all it offers
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; the data itself is already synced
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, sync_dir: bool = True) -> bool:
     """Replace ``path`` with ``data``; False (and no write) if it already holds exactly that."""
     try:
         if path.stat().st_size == len(data) and path.read_bytes() == data:
@@ -26,14 +41,25 @@ def write_atomic(path: Path, data: bytes) -> bool:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # the bytes are on disk before the name points at them
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; static servers run as another user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if sync_dir:
+        _fsync_dir(path.parent)  # the rename itself survives a crash
     return True
 
 
 def write_documents(feed_dir: Path, files: dict[str, bytes]) -> list[str]:
-    """Write ``{relative path: bytes}``; returns the paths that changed."""
-    return [name for name, data in files.items() if write_atomic(feed_dir / name, data)]
+    """Write ``{relative path: bytes}``; returns the paths that changed.
+
+    The three formats of a feed share a directory, so it is synced once after
+    all their renames rather than once per file.
+    """
+    changed = [name for name, data in files.items() if write_atomic(feed_dir / name, data, sync_dir=False)]
+    for directory in sorted({(feed_dir / name).parent for name in changed}):
+        _fsync_dir(directory)
+    return changed

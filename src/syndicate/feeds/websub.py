@@ -4,6 +4,12 @@ Pings are coalesced in a Redis sorted set (topic -> when due), so a burst of
 renders of one feed costs one ping, and a failed ping is retried with backoff
 without ever holding up a render.
 
+A claimed topic is not removed but leased (its due time moves LEASE_SECONDS
+ahead) and only dropped once its ping succeeded: a flush task that dies mid-way
+leaves its topics to be pinged again when the lease runs out. A change that
+arrives while a ping is in flight pulls the topic's due time back to now
+(``ZADD LT``), so the success of the older ping does not swallow it.
+
 Keys: feeds:websub:pending  zset  topic URL -> epoch when the next attempt is due
       feeds:websub:attempts hash  topic URL -> failed attempts so far
 """
@@ -44,41 +50,91 @@ def ping(hub: str, topic: str, session: requests.Session | None = None, timeout:
                        None if response.ok else response.text[:200])
 
 
+LEASE_SECONDS = 120.0
+
+# KEYS: pending; ARGV: topic, leased score, retry time ('' = done). Acts only on the claim's own lease:
+# a topic re-queued since the claim (a newer change) keeps its earlier due time and gets its own ping.
+# Scores compare as numbers: the lease's text in Redis and in Python may differ, its double does not.
+_SETTLE = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[3] == '' then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+"""
+
+
+def _pending() -> str:
+    return key("feeds", "websub", "pending")
+
+
 def queue(client: redis.Redis, topics: list[str], due: float | None = None) -> None:
     if topics:
-        # NX: a topic already waiting keeps its place; one ping covers both changes.
-        client.zadd(key("feeds", "websub", "pending"), {t: due or time.time() for t in topics}, nx=True)
+        # LT: a topic already waiting keeps the earlier due time (one ping covers both changes),
+        # and a topic leased by a ping in flight is pulled back to now, so this change gets its own ping.
+        client.zadd(_pending(), {t: due or time.time() for t in topics}, lt=True)
 
 
-def take_due(client: redis.Redis, now: float | None = None) -> list[str]:
-    """Atomically claim every topic whose ping is due."""
-    pending = key("feeds", "websub", "pending")
-    with client.pipeline() as pipe:
-        pipe.zrangebyscore(pending, "-inf", now or time.time())
-        pipe.zremrangebyscore(pending, "-inf", now or time.time())
-        topics, _ = pipe.execute()
-    return topics
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    topic: str
+    lease: str  # the leased score (exact repr of the double), for the compare-and-settle
+
+
+def take_due(client: redis.Redis, now: float | None = None) -> list[Claim]:
+    """Atomically claim (lease) every topic whose ping is due."""
+    now = time.time() if now is None else now
+    lease = now + LEASE_SECONDS
+    pending = _pending()
+    while True:
+        with client.pipeline() as pipe:
+            try:
+                pipe.watch(pending)
+                topics = pipe.zrangebyscore(pending, "-inf", now)
+                if not topics:
+                    return []
+                pipe.multi()
+                pipe.zadd(pending, {t: lease for t in topics}, xx=True)
+                pipe.zmscore(pending, topics)
+                _, scores = pipe.execute()
+            except redis.WatchError:
+                continue
+        return [Claim(t, repr(float(score))) for t, score in zip(topics, scores)]
 
 
 def next_due(client: redis.Redis) -> float | None:
-    first = client.zrange(key("feeds", "websub", "pending"), 0, 0, withscores=True)
+    first = client.zrange(_pending(), 0, 0, withscores=True)
     return first[0][1] if first else None
 
 
-def record(client: redis.Redis, outcome: PingOutcome) -> float | None:
-    """Note an outcome; for a failure, schedule the retry and return its delay (None: given up or done)."""
+def _settle(client: redis.Redis, claim: Claim, retry_at: float | None) -> None:
+    client.register_script(_SETTLE)(keys=[_pending()], args=[claim.topic, claim.lease,
+                                                               "" if retry_at is None else repr(retry_at)])
+
+
+def drop(client: redis.Redis, claim: Claim) -> None:
+    """Forget a claimed topic without pinging (no hub is configured any more)."""
+    _settle(client, claim, None)
+
+
+def record(client: redis.Redis, claim: Claim, outcome: PingOutcome) -> float | None:
+    """Settle a claimed topic: done on success, else the retry is scheduled and its delay returned.
+
+    None means nothing more to do (pinged, or given up after MAX_ATTEMPTS).
+    """
     attempts_key = key("feeds", "websub", "attempts")
     if outcome.ok:
         client.hdel(attempts_key, outcome.topic)
+        _settle(client, claim, None)
         return None
     attempts = client.hincrby(attempts_key, outcome.topic, 1)
     if attempts >= MAX_ATTEMPTS:
         log.error("websub: giving up on %s after %d attempts: %s", outcome.topic, attempts, outcome.error)
         client.hdel(attempts_key, outcome.topic)
+        _settle(client, claim, None)
         return None
     delay = BACKOFF[min(attempts - 1, len(BACKOFF) - 1)]
     log.warning("websub: ping for %s failed (%s %s); retrying in %.0fs",
                 outcome.topic, outcome.status, outcome.error, delay)
-    # The retry is due after the backoff; a ping already queued by a newer change is folded into it.
-    client.zadd(key("feeds", "websub", "pending"), {outcome.topic: time.time() + delay})
+    _settle(client, claim, time.time() + delay)
     return delay

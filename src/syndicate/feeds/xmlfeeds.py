@@ -15,6 +15,8 @@ feedgen defects (see DESIGN.md) and what this module does about each:
 * An author with an email writes ``<author>`` beside ``dc:creator``: authors are
   given without email, and ``dc:creator`` is written by our extension (RSS only).
 * ``updated``/``lastBuildDate`` default to now(): always set from the feed state.
+* Items have no language in feedgen: Atom entries get ``xml:lang`` and RSS items
+  ``dc:language`` from our extensions.
 * ``content:encoded`` only appears when a description is also set: the summary
   is always set as the description (falling back to the headline).
 """
@@ -58,11 +60,15 @@ class _RssEntryExtension(BaseEntryExtension):
     """Per item: ``dc:creator`` per author and Media RSS for each photo, no ``media:group``."""
 
     def __init__(self):
+        self.language: str | None = None
         self.creators: list[str] = []
         self.images: list[dict] = []
         self.thumbnail: dict | None = None
 
     def extend_rss(self, item):
+        if self.language:
+            # RSS has no item language of its own; Dublin Core's is the usual one (feedparser reads it).
+            xml_elem(f"{{{DC_NS}}}language", item).text = self.language
         for name in self.creators:
             xml_elem(f"{{{DC_NS}}}creator", item).text = name
         for image in self.images:
@@ -93,8 +99,12 @@ class _AtomEntryExtension(BaseEntryExtension):
 
     def __init__(self):
         self.links: list[dict[str, str]] = []
+        self.language: str | None = None
 
     def extend_atom(self, entry):
+        if self.language:
+            # Each entry says its own language: a main feed mixes Arabic, Japanese, Russian and English.
+            entry.set("{http://www.w3.org/XML/1998/namespace}lang", self.language)
         for broken in entry.findall("link"):
             entry.remove(broken)
         anchor = entry.find("content")
@@ -153,6 +163,8 @@ def _add_items(fg: FeedGenerator, items: list[Item]) -> None:
         fe.syndicate_rss.creators = [a["name"] for a in item.authors]
         fe.syndicate_rss.images = list(item.images)
         fe.syndicate_rss.thumbnail = item.lead
+        fe.syndicate_rss.language = item.language
+        fe.syndicate_atom.language = item.language
         fe.syndicate_atom.links = [{"href": item.link, "rel": "alternate", "type": "text/html"}]
 
 
@@ -177,7 +189,7 @@ def render_atom_whole(spec: FeedSpec, items: list[Item], updated: dt.datetime, l
 
 
 _WHOLE = {"rss": render_rss_whole, "atom": render_atom_whole}
-_TAGS = {"rss": (b"<item>", b"</item>", b"</channel>"), "atom": (b"<entry>", b"</entry>", b"</feed>")}
+_TAGS = {"rss": (b"<item>", b"</item>", b"</channel>"), "atom": (b"<entry", b"</entry>", b"</feed>")}  # <entry xml:lang=..>
 
 
 @functools.lru_cache(maxsize=2048)  # two formats per cached item

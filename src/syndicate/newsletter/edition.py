@@ -69,6 +69,9 @@ class Edition:
         return [(name, [s for s in self.stories if s["section"] == name]) for name in self.sections()]
 
 
+_RTL_LANGUAGES = {"ar", "arc", "ckb", "dv", "fa", "he", "ks", "ku", "ps", "sd", "ug", "ur", "yi"}
+
+
 def _lead_image(article: dict[str, Any]) -> dict[str, Any] | None:
     images = article.get("images") or []
     lead = next((i for i in images if i.get("role") == "lead"), images[0] if images else None)
@@ -91,6 +94,9 @@ def story(article: dict[str, Any]) -> dict[str, Any]:
         "image": _lead_image(article),
         "quick_looks_title": looks.get("title") or "Quick Looks",
         "bullets": list(looks.get("items") or []),
+        # Each story keeps its own language (and direction) inside an English frame.
+        "language": article.get("language") or "en",
+        "rtl": (article.get("language") or "").split("-")[0].lower() in _RTL_LANGUAGES,
     }
 
 

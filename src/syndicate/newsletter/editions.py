@@ -10,7 +10,7 @@ Keys (under the deployment prefix):
     nl:included:{list}       zset   article id -> time it went out (30 days), so an update is not resent
     nl:editions:{list}       zset   edition id -> opened at, the list's edition history (skipped ones too)
     nl:active                set    editions opened and not yet finished (beat resumes them)
-    nl:ed:{eid}              hash   list, slot, kind, state (open|sending|sent|skipped), content, counts
+    nl:ed:{eid}              hash   list, slot, kind, state (open|sending|sent|skipped|failed), content, counts
     nl:ed:{eid}:stories      hash   the rotated pending hash
     nl:ed:{eid}:rcpt         zset   the recipients, snapshotted from the confirmed set at build time
     nl:ed:{eid}:status       hash   address -> claimed:{owner} | committing:{owner} | sent:... |
@@ -38,6 +38,7 @@ from ..store import get_redis, key
 INCLUDED_DAYS = 30
 HISTORY_KEPT = 1000
 FINAL = ("sent", "refused", "failed", "doubt", "skipped")
+ENDED = ("sent", "skipped", "failed")  # edition states no sender works on (a failed one waits for `resume`)
 
 _OPEN = """
 -- KEYS: ed, pending, stories, list, active, history
@@ -237,10 +238,48 @@ def finish(eid: str, retention_days: int, client: redis.Redis | None = None) -> 
     with r.pipeline() as pipe:
         pipe.hset(ed_key(eid), mapping={"state": "sent", "finished_at": time.time(), "counts": json.dumps(counts)})
         pipe.srem(key("nl", "active"), eid)
-        for part in ((), ("rcpt",), ("status",), ("attempts",), ("stories",)):
-            pipe.expire(ed_key(eid, *part), ttl)
+        _retain(pipe, eid, ttl)
         pipe.execute()
     return counts
+
+
+def _retain(pipe: Any, eid: str, ttl: int) -> None:
+    for part in ((), ("rcpt",), ("status",), ("attempts",), ("stories",)):
+        pipe.expire(ed_key(eid, *part), ttl)
+
+
+def retain(eid: str, retention_days: int, client: redis.Redis | None = None) -> None:
+    """Start the retention clock on every key of an edition that ended (a skipped one keeps its rotated stories)."""
+    with _client(client).pipeline() as pipe:
+        _retain(pipe, eid, retention_days * 86400)
+        pipe.execute()
+
+
+def fail(eid: str, reason: str, retention_days: int, client: redis.Redis | None = None) -> None:
+    """Stop an edition that cannot go on without the operator (bad SMTP credentials): not resumed by beat."""
+    r = _client(client)
+    with r.pipeline() as pipe:
+        pipe.hset(ed_key(eid), mapping={"state": "failed", "reason": reason, "failed_at": time.time()})
+        pipe.srem(key("nl", "active"), eid)
+        _retain(pipe, eid, retention_days * 86400)  # a failed edition nobody resumes is not kept forever
+        pipe.execute()
+
+
+_RESUME = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'sending')
+redis.call('HDEL', KEYS[1], 'reason', 'failed_at')
+redis.call('SADD', KEYS[2], ARGV[1])
+for i = 3, #KEYS do redis.call('PERSIST', KEYS[i]) end
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+
+
+def resume(eid: str, client: redis.Redis | None = None) -> bool:
+    """Put a failed edition back to sending (after the operator fixed the cause); False if it was not failed."""
+    keys = [ed_key(eid), key("nl", "active"), *(ed_key(eid, p) for p in ("rcpt", "status", "attempts", "stories"))]
+    return bool(_client(client).eval(_RESUME, len(keys), *keys, eid))
 
 
 def active_editions(client: redis.Redis | None = None) -> list[str]:

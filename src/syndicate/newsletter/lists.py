@@ -7,6 +7,9 @@ Keys (under the deployment prefix):
     nl:sids:{list}          hash   subscriber id -> address (tokens carry the id, never the address)
     nl:sid-of:{list}        hash   address -> subscriber id (read by the sender's Lua claim)
     nl:confirmed:{list}     zset   confirmed addresses -> confirmation time: who receives editions
+    nl:unconfirmed:{list}   zset   pending (double opt-in) addresses -> time of the latest request;
+                                   pruned once their confirmation link has expired (the subscribe
+                                   endpoint is public: unconfirmed requests must not pile up)
 
 A subscriber keeps one random id for life, so an unsubscribe link in an old
 email keeps working; an address that unsubscribed stays recorded as such, and
@@ -76,7 +79,12 @@ def delete_list(list_id: str, client: redis.Redis | None = None) -> None:
     r = _client(client)
     get_list(list_id, r)
     r.srem(key("nl", "lists"), list_id)
-    r.unlink(*(key("nl", part, list_id) for part in ("list", "subs", "sids", "sid-of", "confirmed", "pending", "included")))
+    r.unlink(*(key("nl", part, list_id) for part in ("list", "subs", "sids", "sid-of", "confirmed", "unconfirmed",
+                                                      "pending", "included")))
+    # The edition history goes with the editions it names: they expire after the retention period.
+    from ..config import get_settings
+
+    r.expire(key("nl", "editions", list_id), get_settings().newsletter_retention_days * 86400)
 
 
 # --- subscribers -------------------------------------------------------------
@@ -94,6 +102,10 @@ def _save(pipe: Any, list_id: str, address: str, record: dict[str, Any]) -> None
         pipe.zadd(key("nl", "confirmed", list_id), {address: record.get("confirmed_at") or time.time()})
     else:
         pipe.zrem(key("nl", "confirmed", list_id), address)
+    if record["status"] == PENDING:
+        pipe.zadd(key("nl", "unconfirmed", list_id), {address: time.time()})
+    else:
+        pipe.zrem(key("nl", "unconfirmed", list_id), address)
 
 
 def _change(list_id: str, address: str, update, client: redis.Redis | None) -> dict[str, Any]:
@@ -160,6 +172,39 @@ def request_subscription(list_id: str, email: str, client: redis.Redis | None = 
 
     record = _change(list_id, address, update, client)
     return {**record, "email": address} if record else None
+
+
+_PRUNE = """
+-- KEYS: unconfirmed, subs, sids, sid-of   ARGV: cutoff, limit
+local n = 0
+for _, address in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))) do
+  redis.call('ZREM', KEYS[1], address)
+  local raw = redis.call('HGET', KEYS[2], address)
+  if raw then
+    local record = cjson.decode(raw)
+    if record.status == 'pending' then
+      n = n + 1
+      if record.unsubscribed_at then
+        -- It had unsubscribed before asking again: it stays suppressed.
+        record.status = 'unsubscribed'
+        redis.call('HSET', KEYS[2], address, cjson.encode(record))
+      else
+        redis.call('HDEL', KEYS[2], address)
+        redis.call('HDEL', KEYS[3], record.sid)
+        redis.call('HDEL', KEYS[4], address)
+      end
+    end
+  end
+end
+return n
+"""
+
+
+def prune_unconfirmed(list_id: str, older_than: float, limit: int = 1000,
+                      client: redis.Redis | None = None) -> int:
+    """Forget subscription requests not confirmed since ``older_than`` (epoch s); how many were dropped."""
+    keys = [key("nl", part, list_id) for part in ("unconfirmed", "subs", "sids", "sid-of")]
+    return int(_client(client).eval(_PRUNE, len(keys), *keys, older_than, limit))
 
 
 def address_of(list_id: str, subscriber_id: str, client: redis.Redis | None = None) -> str | None:

@@ -24,6 +24,15 @@ TEMPLATE_DIR = Path(__file__).with_name("templates")
 MAX_HTML_BYTES = 100_000
 # Room for the per-subscriber unsubscribe URL that replaces the placeholder.
 _URL_ALLOWANCE = 300
+# Where the rules that cannot be inlined go back in, after inlining: css-inline drops a rule
+# whose selector matches nothing at render time, and Outlook.com's [data-ogsc]/[data-ogsb]
+# attributes only appear in the reader's client.
+_KEPT_MARKER = "<!--syndicate:kept-styles-->"
+
+
+@functools.lru_cache(maxsize=1)
+def _kept_styles() -> str:
+    return f"<style>\n{(TEMPLATE_DIR / 'edition_kept.css').read_text(encoding='utf-8')}</style>"
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,7 +49,7 @@ def environment() -> Environment:
 
 @functools.lru_cache(maxsize=1)
 def _inliner() -> css_inline.CSSInliner:
-    # keep_at_rules keeps the dark-mode and mobile @media blocks, which cannot be inlined.
+    # Layout and colours go inline; dark-mode and mobile rules are added back by _html.
     return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
 
@@ -73,7 +82,7 @@ def _context(edition: Edition, full: int, headlines: int | None = None) -> dict[
 
 def _html(edition: Edition, full: int, headlines: int | None = None) -> str:
     raw = environment().get_template("edition.html").render(**_context(edition, full, headlines))
-    return _inliner().inline(raw)
+    return _inliner().inline(raw).replace(_KEPT_MARKER, _kept_styles(), 1)
 
 
 def _size(html: str) -> int:

@@ -11,6 +11,7 @@ final dot went out, no answer came back: never sent again).
 from __future__ import annotations
 
 import logging
+import smtplib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,25 +32,42 @@ class LeaseLost(DeliveryError):
     """Another sender took over this edition (ours stalled past the lease); stop without sending more."""
 
 
-class _Pacer:
-    """At most ``rate`` messages per second (0: unlimited) for this sender."""
+class RateLimiter:
+    """At most ``rate`` messages per second (0: unlimited), as evenly spaced slots (pure but for its clock).
 
-    def __init__(self, rate: float) -> None:
+    ``clock`` and ``sleep`` are injected: the sender passes a sleep that keeps the
+    edition's lease alive (a slow rate can wait longer than the lease), tests a
+    clock of their own.
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.next = time.monotonic()
+        self.clock, self.sleep = clock, sleep
+        self.next: float | None = None  # the earliest time the next message may go
+
+    def delay(self, now: float) -> float:
+        """How long to wait at ``now`` before the next message, and book its slot."""
+        if not self.interval:
+            return 0.0
+        start = now if self.next is None else max(self.next, now)
+        self.next = start + self.interval
+        return start - now
 
     def wait(self) -> None:
-        if not self.interval:
-            return
-        now = time.monotonic()
-        if self.next > now:
-            time.sleep(self.next - now)
-        self.next = max(self.next, now) + self.interval
+        seconds = self.delay(self.clock())
+        if seconds > 0:
+            self.sleep(seconds)
+
+
+class AuthenticationFailed(DeliveryError):
+    """The SMTP server refused our credentials: no recipient can be sent until the operator fixes them."""
 
 
 class Sender:
     def __init__(self, eid: str, list_id: str, content: dict[str, Any], owner: str,
-                 progress: Callable[[int], None] | None, r: redis.Redis) -> None:
+                 progress: Callable[[int], None] | None, r: redis.Redis,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] | None = None) -> None:
         settings = get_settings()
         self.settings, self.eid, self.list_id, self.owner, self.r = settings, eid, list_id, owner, r
         self.progress = progress or (lambda n: None)
@@ -58,7 +76,7 @@ class Sender:
         self.smtp = parse_smtp_url(settings.smtp_url)
         self.ttl = settings.newsletter_lease_seconds
         self.max_attempts = len(settings.smtp_retry_delays) + 1
-        self.pacer = _Pacer(settings.smtp_rate_per_second)
+        self.pacer = RateLimiter(settings.smtp_rate_per_second, clock, sleep or self._sleep)
         self.committer = editions.Committer(eid, owner, self.ttl, r)
 
     def run(self) -> None:
@@ -97,6 +115,19 @@ class Sender:
         conn = SmtpConnection(self.smtp)
         try:
             conn.open()
+        except smtplib.SMTPAuthenticationError as exc:
+            # Retrying cannot help (and hammering a server with bad credentials gets the sender
+            # blocked): stop the edition, its claimed recipients stay claimable for a resume.
+            reply = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            raise AuthenticationFailed(
+                f"the SMTP server {self.smtp.redacted()} refused the credentials ({exc.smtp_code} {reply}): "
+                "fix the user and password in SYNDICATE_SMTP_URL (percent-encode special characters), "
+                f"restart the workers, then run `syndicate digest resume {self.eid}`") from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise AuthenticationFailed(
+                f"the SMTP server {self.smtp.redacted()} does not offer AUTH on this connection ({exc}): "
+                "use smtp+starttls:// or smtps:// in SYNDICATE_SMTP_URL (most servers only offer AUTH over TLS), "
+                f"restart the workers, then run `syndicate digest resume {self.eid}`") from None
         except Exception as exc:  # connect/TLS/auth failures are transient for every recipient in the batch
             log.warning("edition %s: cannot connect to %s: %s", self.eid, self.smtp.redacted(), exc)
             self.connect_error = f"connect: {type(exc).__name__}: {exc}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import smtplib
 import time
 import uuid
 from collections.abc import Callable
@@ -18,16 +19,16 @@ import redis
 
 from .. import events
 from ..config import get_settings
-from ..errors import DeliveryError, NotFound
+from ..errors import ConfigError, Conflict, DeliveryError, NotFound
 from ..store import get_redis, key
 from . import cron, editions, lists, render, tokens
 from .edition import UNSUBSCRIBE_PLACEHOLDER, Edition, select
 from .message import simple_message
-from .sender import LeaseLost, Sender
+from .sender import AuthenticationFailed, LeaseLost, Sender
 from .smtpurl import parse_smtp_url
 from .transport import Outcome, SmtpConnection
 
-__all__ = ["LeaseLost", "run_edition", "open_due", "open_manual", "preview", "stalled", "summary"]
+__all__ = ["AuthenticationFailed", "LeaseLost", "run_edition", "resume", "open_due", "open_manual", "preview", "stalled", "summary"]
 
 log = logging.getLogger("syndicate.newsletter")
 FIRST_EDITION_WINDOW = 24 * 3600
@@ -101,6 +102,12 @@ def open_due(now: dt.datetime | None = None) -> list[str]:
     return opened
 
 
+def prune_unconfirmed(now: float | None = None) -> int:
+    """Drop subscription requests whose confirmation link has expired (beat runs this)."""
+    cutoff = (now or time.time()) - get_settings().newsletter_confirm_hours * 3600
+    return sum(lists.prune_unconfirmed(config["id"], cutoff) for config in lists.all_lists())
+
+
 def stalled() -> list[str]:
     """Unfinished editions nobody holds the lease of (their sender died): to be resumed."""
     r = get_redis()
@@ -120,12 +127,13 @@ def _build(eid: str, record: dict[str, str], r: redis.Redis) -> bool:
         config = lists.get_list(list_id, r)
     except NotFound:
         editions.finish_build(eid, list_id, None, [], "the list was deleted", r)
+        editions.retain(eid, get_settings().newsletter_retention_days, r)
         return False
     now = time.time()
     stories = _stories(config, editions.edition_story_ids(eid, r), record.get("window_start", ""), now, r)
     if not stories:
         editions.finish_build(eid, list_id, None, [], "no new stories since the previous edition", r)
-        r.expire(editions.ed_key(eid), get_settings().newsletter_retention_days * 86400)
+        editions.retain(eid, get_settings().newsletter_retention_days, r)
         log.info("edition %s skipped: no stories", eid)
         return False
     edition = Edition(eid, config, stories, dt.datetime.fromtimestamp(now, dt.timezone.utc), get_settings().site_url)
@@ -143,7 +151,7 @@ def run_edition(eid: str, progress: Callable[[int], None] | None = None) -> dict
     record = editions.get_edition(eid, r)
     if not record:
         raise NotFound(f"no edition {eid!r}")
-    if record["state"] in ("sent", "skipped"):
+    if record["state"] in editions.ENDED:
         return summary(eid)
     owner = uuid.uuid4().hex
     if not editions.acquire_lease(eid, owner, get_settings().newsletter_lease_seconds, r):
@@ -152,11 +160,26 @@ def run_edition(eid: str, progress: Callable[[int], None] | None = None) -> dict
         if record["state"] == "open" and not _build(eid, record, r):
             return summary(eid)
         record = editions.get_edition(eid, r)
-        Sender(eid, record["list"], json.loads(record["content"]), owner, progress, r).run()
+        try:
+            Sender(eid, record["list"], json.loads(record["content"]), owner, progress, r).run()
+        except AuthenticationFailed as exc:
+            # Not retried: beat would only repeat the refusal. Recorded on the edition for the operator.
+            log.error("edition %s stopped: %s", eid, exc)
+            editions.fail(eid, str(exc), get_settings().newsletter_retention_days, r)
+            return summary(eid)
         editions.finish(eid, get_settings().newsletter_retention_days, r)
         return summary(eid)
     finally:
         editions.release_lease(eid, owner, r)
+
+
+def resume(eid: str, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Go on with a failed edition once its cause is fixed: recipients already sent are not sent again."""
+    if not editions.get_edition(eid):
+        raise NotFound(f"no edition {eid!r}")
+    if not editions.resume(eid):
+        raise Conflict(f"edition {eid} has not failed (state {editions.get_edition(eid).get('state')}); nothing to resume")
+    return run_edition(eid, progress)
 
 
 def summary(eid: str) -> dict[str, Any]:
@@ -198,8 +221,14 @@ def send_confirmation(list_id: str, subscriber_id: str) -> Outcome | None:
     html = render.render_page("confirm_email.html", **context)
     sender, data = simple_message(config.get("fromAddress") or settings.newsletter_from, address,
                                   f"Confirm your subscription to {config['name']}", text, html)
-    with SmtpConnection(parse_smtp_url(settings.smtp_url)) as conn:
-        outcome = conn.send(sender, address, data)
+    smtp = parse_smtp_url(settings.smtp_url)
+    try:
+        with SmtpConnection(smtp) as conn:
+            outcome = conn.send(sender, address, data)
+    except smtplib.SMTPAuthenticationError as exc:
+        # Not an OSError to retry (smtplib's errors are OSErrors): the operator has to fix the URL.
+        raise ConfigError(f"the SMTP server {smtp.redacted()} refused the credentials ({exc.smtp_code}): "
+                          "fix the user and password in SYNDICATE_SMTP_URL") from None
     if outcome.status == "transient":
         raise DeliveryError(f"confirmation to {address} failed for now: {outcome.detail}")
     return outcome

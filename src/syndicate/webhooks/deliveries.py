@@ -37,14 +37,16 @@ ATTEMPTS_KEPT = 100
 
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
-redis.call('SADD', KEYS[5], ARGV[1])
-redis.call('EXPIRE', KEYS[5], ARGV[4])
+if ARGV[5] == '1' then
+  redis.call('SADD', KEYS[5], ARGV[1])
+  redis.call('EXPIRE', KEYS[5], ARGV[4])
+end
 return 1
 """
 
@@ -111,9 +113,11 @@ def create(entries: list[dict[str, Any]], first_due: float, ttl: int,
             flat: list[Any] = []
             for name, value in fields.items():
                 flat += [name, value]
+            event = entry.get("event_id") or ""
+            # A ping has no event: indexing it under one shared key would grow that set with every ping.
             script(keys=[_dkey(entry["id"]), key(*INDEX), key("webhooks", "partner-deliveries", entry["partner"]),
-                         key(*SCHEDULE), key("webhooks", "event-deliveries", entry.get("event_id") or "none")],
-                   args=[entry["id"], now, first_due, ttl, *flat], client=pipe)
+                         key(*SCHEDULE), key("webhooks", "event-deliveries", event or "none")],
+                   args=[entry["id"], now, first_due, ttl, "1" if event else "0", *flat], client=pipe)
         results = pipe.execute()
     return [entry["id"] for entry, created in zip(entries, results) if created]
 
@@ -266,12 +270,29 @@ def newest(partner: str | None = None, status: str | None = None, limit: int = 5
     return out
 
 
-def prune(older_than: float, partners: list[str], client: redis.Redis | None = None) -> int:
-    """Drop index entries older than ``older_than`` (the records themselves expire by TTL)."""
+def prune(older_than: float, partners: list[str], client: redis.Redis | None = None, batch: int = 1000) -> int:
+    """Drop index entries older than ``older_than`` and schedule entries whose record is gone.
+
+    The records, their attempt lists and the per-event sets expire by TTL; the
+    per-partner index of a removed partner expires by TTL too (refreshed only
+    while deliveries are created for it). The schedule holds only pending
+    deliveries, but one whose record expired (a retention shorter than the
+    schedule) would otherwise wait there until it came due: it is dropped here.
+    """
     client = client or get_redis()
     with client.pipeline(transaction=False) as pipe:
         pipe.zremrangebyscore(key(*INDEX), "-inf", older_than)
         pipe.zremrangebyscore(key(*FAILED), "-inf", older_than)
         for name in partners:
             pipe.zremrangebyscore(key("webhooks", "partner-deliveries", name), "-inf", older_than)
-        return sum(pipe.execute())
+        removed = sum(pipe.execute())
+    gone: list[str] = []
+    for start in range(0, client.zcard(key(*SCHEDULE)), batch):
+        ids = client.zrange(key(*SCHEDULE), start, start + batch - 1)
+        with client.pipeline(transaction=False) as pipe:
+            for delivery in ids:
+                pipe.exists(_dkey(delivery))
+            gone += [d for d, exists in zip(ids, pipe.execute()) if not exists]
+    for delivery in gone:  # discard_if_settled re-checks atomically: a pending record is never dropped
+        removed += discard_if_settled(delivery, client)
+    return removed

@@ -27,7 +27,7 @@ from ..store import get_redis, key
 from .guard import BlockedDestination, Guard
 from .signing import new_secret
 from .timeparse import iso
-from .transport import RESERVED_HEADERS
+from .transport import is_reserved
 
 CONFIG_FIELDS = ("name", "url", "eventTypes", "sections", "description", "enabled", "fullArticle", "headers")
 
@@ -45,7 +45,7 @@ def check_config(config: Any, guard: Guard) -> dict[str, Any]:
     found = problems("partner", config)
     if not found:
         for header in config.get("headers", {}):
-            if header.lower() in RESERVED_HEADERS:
+            if is_reserved(header):
                 found.append(Problem(f"$.headers[{json.dumps(header)}]",
                                      "this header is set by syndicate and cannot be replaced; remove it"))
         try:

@@ -183,9 +183,16 @@ def _root_cause(exc: BaseException) -> str:
     return text.split(marker, 1)[1] if marker in text else text
 
 
+def is_reserved(header: str) -> bool:
+    """Headers syndicate sets itself: the transport's, and every ``webhook-*`` (present or future) in any case."""
+    lowered = header.strip().lower()
+    return lowered in RESERVED_HEADERS or lowered.startswith("webhook-")
+
+
 def request_headers(extra: dict[str, str], signed: dict[str, str]) -> dict[str, str]:
     """Partner's extra headers first, then ours, which always win."""
-    out = {k: v for k, v in extra.items() if k.lower() not in RESERVED_HEADERS}
+    # Values with CR/LF never get here (the schema refuses them, and requests refuses them again).
+    out = {k: v for k, v in extra.items() if not is_reserved(k)}
     out.update({"Content-Type": "application/json", "User-Agent": USER_AGENT})
     out.update(signed)
     return out
