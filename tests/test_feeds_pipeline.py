@@ -114,3 +114,18 @@ def test_feed_index_and_unknown_feeds(published, api_server, http):
     assert http.get(f"{api_server}/feeds/all.xml").status_code == 404
     assert http.get(f"{api_server}/feeds/sections/US:x*.rss").status_code == 404
     assert http.post(f"{api_server}/feeds/all.rss").status_code == 405
+
+
+def test_a_backdated_story_moves_last_modified_so_if_modified_since_sees_it(published, api_server, http):
+    section, article = published
+    url = f"{api_server}/feeds/sections/{slugify(section)}.rss"
+    first = http.get(url)
+    older = dated_story(section, dt.datetime(2001, 1, 1, tzinfo=dt.timezone.utc), headline=f"Backdated {section}")
+    post(http, api_server, older)
+    wait_for(lambda: older["headline"] in (titles(http, url) or []), message="backdated story in the feed")
+    # The feed's own updated date did not move (the new item is older), but its bytes did.
+    assert http.get(url, headers={"If-Modified-Since": first.headers["Last-Modified"]}).status_code == 200
+    after = http.get(url)
+    assert after.headers["ETag"] != first.headers["ETag"]
+    assert (email.utils.parsedate_to_datetime(after.headers["Last-Modified"])
+            > email.utils.parsedate_to_datetime(first.headers["Last-Modified"]))

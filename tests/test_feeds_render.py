@@ -300,3 +300,31 @@ def test_conditional_request_rules(inm, ims, expected):
     from syndicate.feeds.conditional import not_modified
 
     assert not_modified(inm, ims, '"abc"', "Thu, 05 Feb 2026 12:30:00 GMT") is expected
+
+
+def test_last_modified_moves_whenever_the_bytes_change():
+    from syndicate.feeds.render import stamp_last_modified
+
+    now = dt.datetime(2026, 3, 1, 9, 0, 0, 500000, tzinfo=dt.timezone.utc)
+    newest = story(50)
+    first = render([newest])
+    fresh = stamp_last_modified(first, {}, now)
+    assert fresh.documents["rss"].last_modified == first.documents["rss"].last_modified  # the content date
+    stored = {fmt: (doc.etag, doc.last_modified) for fmt, doc in fresh.documents.items()}
+
+    # Same bytes: the stored date stays.
+    again = stamp_last_modified(render([newest]), stored, now)
+    assert {f: d.last_modified for f, d in again.documents.items()} == {f: lm for f, (_e, lm) in stored.items()}
+
+    # A backdated story changes the bytes but not the feed's updated date: Last-Modified must still move,
+    # or a reader polling with If-Modified-Since alone would get 304 and miss it.
+    backdated = stamp_last_modified(render([newest, story(1)]), stored, now)
+    for fmt, doc in backdated.documents.items():
+        assert doc.etag != stored[fmt][0]
+        assert doc.last_modified == "Sun, 01 Mar 2026 09:00:00 GMT"
+
+    # Changed bytes whose stored date is later than now (same-second renders, future-dated stories):
+    # one second past the stored date, so each change still moves it.
+    future = {fmt: (etag, "Fri, 01 Jan 2100 00:00:00 GMT") for fmt, (etag, _lm) in stored.items()}
+    later = stamp_last_modified(render([newest, story(1)]), future, now)
+    assert later.documents["atom"].last_modified == "Fri, 01 Jan 2100 00:00:01 GMT"

@@ -137,16 +137,24 @@ def test_the_sender_paces_a_real_send_by_the_configured_rate(sink, slow_rate):
     assert [sink.count(r) for r in readers] == [1] * 4
 
 
-def test_a_long_rate_wait_keeps_the_lease_alive(sink):
-    # A slow rate may wait longer than the lease: the sender's own sleep renews it meanwhile.
+def test_a_rate_wait_keeps_the_lease_alive(sink):
+    # A slow rate may wait longer than the lease: the sender's own sleep (the limiter's default) renews it.
     config, eid = _built_edition(addresses(1, "lease"))
-    assert editions.acquire_lease(eid, "pacer", 0.6)
+    assert editions.acquire_lease(eid, "pacer", 30)
     sender = Sender(eid, config["id"], json.loads(editions.get_edition(eid)["content"]), "pacer", None,
                     lists.get_redis())
-    sender.ttl = 0.6
-    sender._sleep(1.5)  # longer than the lease: it would have expired twice over
-    assert editions.lease_holder(eid) == "pacer"
+    assert sender.pacer.sleep == sender._sleep
+    sender.ttl = 600  # renewals set the lease to the sender's ttl: seen without timing anything
+    sender.pacer.sleep(0.01)
+    assert lists.get_redis().pttl(editions.ed_key(eid, "lease")) > 30_000
     editions.release_lease(eid, "pacer")
+    # A sender whose lease was taken over stops instead of sleeping on.
+    assert editions.acquire_lease(eid, "other", 30)
+    from syndicate.newsletter.sender import LeaseLost
+
+    with pytest.raises(LeaseLost):
+        sender.pacer.sleep(0.01)
+    editions.release_lease(eid, "other")
 
 
 # --- refused SMTP credentials -----------------------------------------------------------
@@ -285,3 +293,46 @@ def test_unconfirmed_subscription_requests_are_forgotten_once_their_link_expired
     assert lists.prune_unconfirmed(lid, cutoff) == 0
     lists.confirm(lid, lists.get_subscriber(lid, fresh)["sid"])
     assert redis_client.zcard(key("nl", "unconfirmed", lid)) == 0  # confirmed: no longer waiting
+
+
+def test_confirmation_email_with_wrong_credentials_is_a_config_error_not_a_retry(auth_server, monkeypatch):
+    from syndicate.errors import ConfigError
+
+    _, port = auth_server
+    config = make_list()
+    address = addresses(1, "confirm")[0]
+    sid = lists.request_subscription(config["id"], address)["sid"]
+    monkeypatch.setenv("SYNDICATE_SMTP_URL", f"smtp://desk:bad@127.0.0.1:{port}?timeout=20")
+    reset_settings()
+    try:
+        with pytest.raises(ConfigError, match="SYNDICATE_SMTP_URL"):
+            service.send_confirmation(config["id"], sid)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+
+
+def test_the_admin_api_resumes_a_failed_edition_through_the_worker(auth_server, sink, monkeypatch, api_server,
+                                                                  celery_worker, http):
+    from conftest import ADMIN_AUTH, wait_for
+
+    _, port = auth_server
+    readers = addresses(2, "apiresume")
+    monkeypatch.setenv("SYNDICATE_SMTP_URL", f"smtp://desk:bad@127.0.0.1:{port}")
+    reset_settings()
+    try:
+        config, eid = _built_edition(readers)
+        assert service.run_edition(eid)["state"] == "failed"
+    finally:
+        monkeypatch.undo()
+        reset_settings()  # back to the run's sink, which needs no credentials
+    base = f"{api_server}/v1/newsletters/{config['id']}/editions"
+    shown = http.get(f"{base}/{eid}", headers=ADMIN_AUTH).json()
+    assert shown["state"] == "failed" and "535" in shown["reason"]
+    assert http.post(f"{base}/nope/resume", headers=ADMIN_AUTH).status_code == 404
+    assert http.post(f"{base}/{eid}/resume").status_code == 401
+    response = http.post(f"{base}/{eid}/resume", headers=ADMIN_AUTH)
+    assert response.status_code == 202 and response.json() == {"edition_id": eid}
+    wait_for(lambda: editions.get_edition(eid).get("state") == "sent", message="resumed edition sent")
+    assert [sink.count(r) for r in readers] == [1, 1]
+    assert http.post(f"{base}/{eid}/resume", headers=ADMIN_AUTH).status_code == 409

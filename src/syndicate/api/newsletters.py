@@ -153,6 +153,16 @@ def send_now(list_id: str = LIST_ID) -> JSONResponse:
     return JSONResponse({"edition_id": eid}, status_code=202)
 
 
+@router.post("/v1/newsletters/{list_id}/editions/{edition_id}/resume", dependencies=admin, status_code=202,
+             summary="Go on with a failed edition (after fixing its cause, e.g. the SMTP credentials)")
+def resume_edition(edition_id: str, list_id: str = LIST_ID) -> JSONResponse:
+    from workers.newsletter import send_edition
+
+    service.reopen_failed(edition_id, list_id)
+    send_edition.apply_async(args=[edition_id])
+    return JSONResponse({"edition_id": edition_id}, status_code=202)
+
+
 @router.get("/newsletters/{list_id}/preview", dependencies=admin, summary="The next edition, not sent")
 def preview(list_id: str = LIST_ID, format: str = Query("html", pattern="^(html|text)$")) -> Response:
     body, count = service.preview(list_id, format)

@@ -69,3 +69,32 @@ def render_items(spec: FeedSpec, items: list[Item], removed_at: dt.datetime | No
         body = render(spec, items, updated)
         documents[fmt] = Document(fmt, body, etag_of(body), last_modified)
     return Rendered(spec.feed_id, updated, tuple(i.article_id for i in items), documents)
+
+
+def stamp_last_modified(rendered: Rendered, previous: dict[str, tuple[str | None, str | None]],
+                        now: dt.datetime) -> Rendered:
+    """Give each document the Last-Modified it must be served with, given the stored (ETag, Last-Modified).
+
+    Normally that is the feed's updated date. But the bytes can change while that
+    date does not (a backdated story enters the window, an update keeps its
+    dateModified, a setting changes): a reader polling with If-Modified-Since
+    alone would then get 304 and miss the change. So a changed document whose
+    date would not move past the stored one is stamped ``now`` (at least one
+    second past the stored date: HTTP dates have one-second resolution), and an
+    unchanged document keeps its stored date.
+    """
+    documents = {}
+    for fmt, doc in rendered.documents.items():
+        old_etag, old_lm = previous.get(fmt, (None, None))
+        last_modified = doc.last_modified
+        if old_lm and old_etag == doc.etag:
+            last_modified = old_lm
+        elif old_lm:
+            try:
+                before = email.utils.parsedate_to_datetime(old_lm)
+            except (TypeError, ValueError, IndexError):
+                before = None
+            if before is not None and rendered.updated.replace(microsecond=0) <= before:
+                last_modified = http_date(max(now.replace(microsecond=0), before + dt.timedelta(seconds=1)))
+        documents[fmt] = dataclasses.replace(doc, last_modified=last_modified)
+    return dataclasses.replace(rendered, documents=documents)

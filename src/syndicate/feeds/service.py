@@ -17,7 +17,7 @@ from ..config import Settings, get_settings
 from ..store import get_redis
 from . import index, state, static, websub
 from .model import FORMATS, MAIN_FEED, feed_spec, item_from_json
-from .render import Rendered, render_items
+from .render import Rendered, render_items, stamp_last_modified
 
 log = logging.getLogger("syndicate.feeds")
 
@@ -72,8 +72,11 @@ def render_single_flight(feed_id: str, settings: Settings | None = None,
     renders = 0
     while True:
         gen = state.current_gen(client, feed_id)
-        previous = state.etags(client, feed_id, tuple(FORMATS))
-        rendered = render_now(feed_id, settings)
+        # Read under the lock: no other render of this feed can store between this read and ours.
+        stored = state.validators(client, feed_id, tuple(FORMATS))
+        previous = {fmt: etag for fmt, (etag, _lm) in stored.items()}
+        rendered = stamp_last_modified(render_now(feed_id, settings), stored,
+                                       dt.datetime.now(dt.timezone.utc))
         if not state.store(client, feed_id, token, gen, rendered):
             log.warning("lost the render lock of %s; its new holder renders it", feed_id)
             return renders

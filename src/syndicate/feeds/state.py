@@ -88,6 +88,13 @@ def release(client: redis.Redis, feed_id: str, token: str, gen: int) -> int:
     return int(script(keys=[lock_key(feed_id), gen_key(feed_id)], args=[token, gen]))
 
 
+def validators(client: redis.Redis, feed_id: str, formats: tuple[str, ...]) -> dict[str, tuple[str | None, str | None]]:
+    """{fmt: (ETag, Last-Modified)} of the stored documents ((None, None) if never rendered)."""
+    values = client.hmget(doc_key(feed_id), [f"{fmt}:{part}" for fmt in formats for part in ("etag", "lm")])
+    text = [v.decode() if isinstance(v, bytes) else v for v in values]
+    return {fmt: (text[2 * n], text[2 * n + 1]) for n, fmt in enumerate(formats)}
+
+
 def etags(client: redis.Redis, feed_id: str, formats: tuple[str, ...]) -> dict[str, str | None]:
     values = client.hmget(doc_key(feed_id), [f"{fmt}:etag" for fmt in formats])
     return {fmt: (v.decode() if isinstance(v, bytes) else v) for fmt, v in zip(formats, values)}

@@ -173,12 +173,18 @@ def run_edition(eid: str, progress: Callable[[int], None] | None = None) -> dict
         editions.release_lease(eid, owner, r)
 
 
-def resume(eid: str, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Go on with a failed edition once its cause is fixed: recipients already sent are not sent again."""
-    if not editions.get_edition(eid):
-        raise NotFound(f"no edition {eid!r}")
+def reopen_failed(eid: str, list_id: str | None = None) -> None:
+    """Put a failed edition back to sending (the operator fixed its cause); NotFound, or Conflict if not failed."""
+    record = editions.get_edition(eid)
+    if not record or (list_id is not None and record.get("list") != list_id):
+        raise NotFound(f"no edition {eid!r}" + (f" on list {list_id!r}" if list_id else ""))
     if not editions.resume(eid):
         raise Conflict(f"edition {eid} has not failed (state {editions.get_edition(eid).get('state')}); nothing to resume")
+
+
+def resume(eid: str, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Go on with a failed edition once its cause is fixed: recipients already sent are not sent again."""
+    reopen_failed(eid)
     return run_edition(eid, progress)
 
 
