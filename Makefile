@@ -26,8 +26,10 @@ test: $(STAMP)
 test-embedded: $(STAMP)
 	SYNDICATE_TEST_EMBEDDED=1 $(BIN)/python -m pytest tests/test_end_to_end.py tests/test_run_embedded.py
 
+BENCHMARKS = ingest_fanout feeds_latency feeds_serving webhooks_throughput webhooks_isolation newsletter_send
+
 bench: $(STAMP)
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for name in $(BENCHMARKS); do echo "== bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

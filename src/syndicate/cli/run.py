@@ -76,7 +76,7 @@ def _exited(proc: subprocess.Popen) -> str:
     return f"{' '.join(proc.args[3:5])} exited with code {proc.returncode}; its log is {path}:\n{tail}"
 
 
-def _stop(procs: list[subprocess.Popen], timeout: float = 20.0) -> None:
+def _stop(procs: list[subprocess.Popen], timeout: float = 40.0) -> None:
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)  # Celery: warm shutdown, finish the running task.

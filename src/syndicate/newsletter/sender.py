@@ -55,6 +55,8 @@ class RateLimiter:
         return start - now
 
     def wait(self) -> None:
+        if not self.interval:
+            return
         seconds = self.delay(self.clock())
         if seconds > 0:
             self.sleep(seconds)
