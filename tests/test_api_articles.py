@@ -228,3 +228,13 @@ def test_metrics_count_outcomes_and_show_queue_state(api_server, http):
     assert value(after.text, name) == value(before, name) + 1
     assert 'syndicate_queue_depth{queue="feeds"}' in after.text
     assert "syndicate_events_pending" in after.text
+
+
+def test_integral_float_version_is_stored_as_an_integer(api_server, http):
+    article = unique_article(version=2.0)
+    first = post(http, api_server, article)
+    assert first.status_code == 202 and first.json()["version"] == 2
+    assert post(http, api_server, {**article, "version": 2}).status_code == 200  # the same version: a duplicate
+    stored = http.get(f"{api_server}/v1/articles/{article['id']}", headers=INGEST_AUTH).text
+    assert '"version":2,' in stored.replace(" ", "")
+    assert post(http, api_server, {**article, "version": 3, "headline": "Next"}).status_code == 202

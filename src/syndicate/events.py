@@ -27,7 +27,7 @@ import redis
 
 from .config import get_settings
 from .errors import NotFound
-from .ingest import RETRACTED, Decision, Stored, decide, digest
+from .ingest import RETRACTED, Decision, Stored, decide, digest, normalize
 from .store import get_redis, key
 
 EVENT_LOG_MAXLEN = 100_000
@@ -106,6 +106,7 @@ def _record_event(pipe: Any, event: dict[str, Any], article: dict[str, Any], con
 def ingest(article: dict[str, Any], client: redis.Redis | None = None) -> IngestResult:
     """Store a validated article and log its event atomically; enqueue nothing."""
     client = client or get_redis()
+    article = normalize(article)
     content_digest = digest(article)
     article_key = key("article", article["id"])
     with client.pipeline() as pipe:

@@ -26,6 +26,18 @@ EVENT_TYPES = (PUBLISHED, UPDATED, RETRACTED)
 Outcome = Literal["event", "duplicate", "stale", "conflict"]
 
 
+def normalize(document: Any) -> Any:
+    """Integral floats become ints: JSON Schema counts 2.0 as an integer, and storing
+    "version": 2.0 would make it a float everywhere downstream."""
+    if isinstance(document, dict):
+        return {k: normalize(v) for k, v in document.items()}
+    if isinstance(document, list):
+        return [normalize(v) for v in document]
+    if isinstance(document, float) and document.is_integer() and abs(document) <= 2**53:
+        return int(document)
+    return document
+
+
 def canonical_json(document: Any) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
