@@ -26,7 +26,6 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 MAIN_FEED = "all"
 GENERATOR = "syndicate"
-GENERATOR_URI = "https://github.com/syndicate/syndicate"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 

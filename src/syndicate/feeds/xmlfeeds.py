@@ -30,7 +30,7 @@ from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
-from .model import GENERATOR, GENERATOR_URI, FeedSpec, Item, feed_language
+from .model import GENERATOR, FeedSpec, Item, feed_language
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 MEDIA_NS = "http://search.yahoo.com/mrss/"
@@ -124,7 +124,7 @@ def _generator(spec: FeedSpec) -> FeedGenerator:
     fg.title(spec.title)
     fg.subtitle(spec.description)
     fg.description(spec.description)
-    fg.generator(GENERATOR, version=spec.generator_version or None, uri=GENERATOR_URI)
+    fg.generator(GENERATOR, version=spec.generator_version or None)
     fg.ttl(max(1, spec.max_age // 60))
     if spec.icon:
         fg.icon(spec.icon)
