@@ -55,10 +55,6 @@ class IngestResult:
     event_type: str | None = None
     reason: str | None = None
 
-    @property
-    def created(self) -> bool:
-        return self.outcome == "event"
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "event_id": self.event_id,
@@ -197,16 +193,7 @@ def recent_events(count: int = 50, client: redis.Redis | None = None) -> list[di
     return [fields for _id, fields in client.xrevrange(key("events"), count=count)]
 
 
-def live_article_ids(newest_first: bool = True, limit: int | None = None, client: redis.Redis | None = None) -> list[str]:
-    """Ids of every non-retracted article ordered by datePublished."""
-    client = client or get_redis()
-    end = -1 if limit is None else limit - 1
-    if newest_first:
-        return client.zrevrange(key("articles"), 0, end)
-    return client.zrange(key("articles"), 0, end)
-
-
 __all__ = [
     "IngestResult", "ingest", "retract", "get_article", "get_event", "mark_fanned_out",
-    "pending_events", "recent_events", "live_article_ids", "new_event_id", "now_rfc3339", "parse_datetime",
+    "pending_events", "recent_events", "new_event_id", "now_rfc3339", "parse_datetime",
 ]
