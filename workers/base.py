@@ -13,11 +13,18 @@ import logging
 import time
 import traceback
 
+import redis
 from celery import Task
 
 from syndicate.store import get_redis, key
 
 log = logging.getLogger("syndicate.workers")
+
+# Errors that say "try again later": a network fault, or the store restarting or failing over.
+# redis-py's ConnectionError and TimeoutError are not OSError, so OSError alone misses them.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
+)
 
 RECEIPTS_KEPT = 1000
 DEAD_LETTERS_KEPT = 10_000

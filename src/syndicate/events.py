@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from . import dates
 from .config import get_settings
 from .errors import NotFound
 from .ingest import RETRACTED, Decision, Stored, decide, digest, normalize
@@ -39,11 +40,11 @@ def new_event_id() -> str:
 
 
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dates.format_utc(dt.datetime.now(dt.timezone.utc))
 
 
 def parse_datetime(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return dates.parse(value)
 
 
 @dataclasses.dataclass(frozen=True)

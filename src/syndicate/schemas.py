@@ -14,9 +14,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
+from . import dates
 from .errors import ConfigError, Problem, ValidationFailed
 
 SCHEMA_DIR = Path(os.environ.get("SYNDICATE_SCHEMA_DIR") or Path(__file__).resolve().parents[2] / "schemas")
@@ -45,7 +46,16 @@ def validator(name: str) -> Draft202012Validator:
         raise ConfigError(
             f"format checkers {missing} are unavailable; install jsonschema[format] (pip install -e .)"
         )
-    return Draft202012Validator(schema, format_checker=checker)
+    return Draft202012Validator(schema, format_checker=_format_checker(checker))
+
+
+def _format_checker(default: FormatChecker) -> FormatChecker:
+    # date-time is checked by the one parser every channel uses (syndicate.dates), so the
+    # schema accepts exactly what the channels can handle; the other formats stay jsonschema's.
+    checker = FormatChecker(formats=())
+    checker.checkers = dict(default.checkers)
+    checker.checks("date-time", raises=dates.DateError)(dates.is_valid)
+    return checker
 
 
 def json_path(parts: Any) -> str:
@@ -85,7 +95,8 @@ _JSON_TYPES = {
 _TYPE_NAMES = {"object": "an object", "array": "an array", "string": "a string", "boolean": "a boolean",
                "integer": "an integer", "number": "a number", "null": "null"}
 _FORMAT_MESSAGES = {
-    "date-time": "must be an RFC 3339 date-time with a time zone offset or Z, e.g. 2026-11-25T09:30:00-05:00",
+    "date-time": ("must be an RFC 3339 date-time with a time zone offset or Z, between 0001-01-02 and "
+                  "9999-12-30 in UTC, e.g. 2026-11-25T09:30:00-05:00"),
     "uri": "must be an absolute URI",
 }
 
@@ -191,7 +202,8 @@ def _fast_validator(name: str) -> Any:
     except ImportError:  # optional speed-up
         return None
     try:
-        return jsonschema_rs.Draft202012Validator(load_schema(name), validate_formats=True)
+        return jsonschema_rs.Draft202012Validator(load_schema(name), validate_formats=True,
+                                                  formats={"date-time": dates.is_valid})
     except Exception:  # a schema feature the fast engine lacks: use jsonschema alone
         return None
 

@@ -15,6 +15,7 @@ import json
 import uuid
 from typing import Any
 
+from .. import dates
 from .content import article_html, lead_image, safe_url
 from .text import clean, slugify
 
@@ -70,7 +71,7 @@ def feed_spec(feed_id: str, settings: Any, section_name: str | None = None, vers
 
 
 def utc(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+    return dates.parse(value)
 
 
 def stable_id(article_id: str) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .. import dates
 from .listconfig import subject_template, wants_section
 
 UNSUBSCRIBE_PLACEHOLDER = "@@SYNDICATE-UNSUBSCRIBE-URL@@"
@@ -102,8 +103,8 @@ def story(article: dict[str, Any]) -> dict[str, Any]:
 
 def _epoch(value: str | None) -> float:
     try:
-        return dt.datetime.fromisoformat((value or "").replace("Z", "+00:00")).timestamp()
-    except ValueError:
+        return dates.timestamp(value or "")
+    except dates.DateError:
         return 0.0
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 import time
 
+from .. import dates
 from ..errors import Problem, ValidationFailed
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
@@ -26,9 +27,7 @@ def parse_since(value: str, now: float | None = None) -> float:
     if match:
         return now - float(match.group(1)) * _UNITS[match.group(2)]
     try:
-        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationFailed([Problem("$.since", f"{value!r} is neither an RFC 3339 time nor an age like 2h or 3d")]) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.timestamp()
+        return dates.timestamp(value.strip())
+    except dates.DateError:
+        raise ValidationFailed([Problem("$.since", f"{value!r} is neither an RFC 3339 time (with Z or an offset) "
+                                                   "nor an age like 2h or 3d")]) from None
