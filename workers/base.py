@@ -16,6 +16,7 @@ import traceback
 import redis
 from celery import Task
 
+from syndicate import deadletters
 from syndicate.store import get_redis, key
 
 log = logging.getLogger("syndicate.workers")
@@ -27,7 +28,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 RECEIPTS_KEPT = 1000
-DEAD_LETTERS_KEPT = 10_000
 
 
 class SyndicateTask(Task):
@@ -46,21 +46,13 @@ class SyndicateTask(Task):
             pipe.execute()
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):  # noqa: D401 - Celery hook
-        record = {
-            "task": self.name,
-            "queue": self.queue_name,
-            "args": list(args or ()),
-            "kwargs": dict(kwargs or {}),
-            "error": f"{type(exc).__name__}: {exc}",
-            "traceback": "".join(traceback.format_exception(exc))[-4000:],
-            "at": time.time(),
-            "task_id": task_id,
-        }
         log.error("task %s failed for good on %s: %s", self.name, args, exc)
         try:
-            client = get_redis()
-            client.lpush(key("dead-letters"), json.dumps(record))
-            client.ltrim(key("dead-letters"), 0, DEAD_LETTERS_KEPT - 1)
+            deadletters.record(
+                self.queue_name, f"{type(exc).__name__}: {exc}", task=self.name, args=args, kwargs=kwargs,
+                subject=str(args[0]) if args else None,
+                traceback_text="".join(traceback.format_exception(exc)), task_id=task_id,
+            )
         except Exception:  # the store itself may be what failed
             log.exception("could not record dead letter for %s", self.name)
 
@@ -70,4 +62,4 @@ def receipts(queue: str, count: int = 100) -> list[dict]:
 
 
 def dead_letters(count: int = 100) -> list[dict]:
-    return [json.loads(x) for x in get_redis().lrange(key("dead-letters"), 0, count - 1)]
+    return deadletters.listing(count)
