@@ -1,4 +1,5 @@
-"""Helpers shared by the feeds tests: dated unique stories, posting them, reading feeds as a reader does."""
+"""Helpers shared by the feeds tests: dated unique stories, posting them, reading feeds as a reader does
+(feedparser for the documents, a browser's view of the HTML in them)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import datetime as dt
 import itertools
 import json
 import uuid
+from html.parser import HTMLParser
 
 import feedparser
 
@@ -50,3 +52,64 @@ def entries(http, url: str) -> list | None:
 def titles(http, url: str) -> list[str] | None:
     items = entries(http, url)
     return None if items is None else [i["title"] for i in items]
+
+
+# --- What a reader shows ------------------------------------------------------------------------
+
+class _HtmlView(HTMLParser):
+    """Text, tags and attribute values of an HTML fragment, as a browser would build them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.tags: list[tuple[str, tuple[tuple[str, str | None], ...]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, tuple(attrs)))
+
+    handle_startendtag = handle_starttag
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def html_view(fragment: str) -> tuple[str, list[tuple[str, tuple[tuple[str, str | None], ...]]]]:
+    """(the text a browser shows, the start tags with their attributes) of an HTML fragment."""
+    view = _HtmlView()
+    view.feed(fragment)
+    view.close()
+    return "".join(view.text), view.tags
+
+
+def shown(value: str, content_type: str) -> list[str]:
+    """What a reader displays for one feedparser value: the text itself when it is plain text, else the
+    text and the attribute values (alt text, titles) of the HTML it holds."""
+    if content_type == "text/plain":
+        return [value]
+    text, tags = html_view(value)
+    return [text] + [v for _tag, attrs in tags for _name, v in attrs if v]
+
+
+def reader_values(node, default_type: str, path: str = "") -> list[tuple[str, str, str]]:
+    """Every string feedparser exposes under ``node`` as (path, value, content type).
+
+    Typed values (``*_detail``, content) carry their type; an untyped value gets ``default_type``:
+    RSS readers take RSS text as HTML, while Atom says text unless it declares otherwise.
+    """
+    out: list[tuple[str, str, str]] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("value"), str) and "type" in node:
+            return [(path, node["value"], node["type"])]
+        for name, value in node.items():
+            detail = node.get(f"{name}_detail")
+            if isinstance(value, str) and isinstance(detail, dict) and "type" in detail:
+                # Usually the detail's value; not always (feedparser files media:description under summary_detail).
+                out.append((f"{path}.{name}", value, detail["type"]))
+                continue
+            out += reader_values(value, default_type, f"{path}.{name}")
+    elif isinstance(node, list):
+        for n, value in enumerate(node):
+            out += reader_values(value, default_type, f"{path}[{n}]")
+    elif isinstance(node, str):
+        out.append((path, node, default_type))
+    return out

@@ -18,7 +18,7 @@ from syndicate.feeds import service, state, websub
 from syndicate.store import get_redis, key
 
 from .app import app
-from .base import SyndicateTask
+from .base import TRANSIENT_ERRORS, SyndicateTask
 
 log = logging.getLogger("syndicate.workers.feeds")
 
@@ -38,8 +38,10 @@ def _kick_websub(_feed_id: str = "", _formats: list[str] | None = None) -> None:
 # Every countdown in this module stays at or under 60 s: the Redis broker redelivers an
 # unacked ETA task once its visibility timeout passes, which would run it twice.
 # (Backoff 1, 2, 4, 8, 16 s, capped at 30 s; websub_flush caps its own at 60 s.)
+# Transient errors (the network, the store restarting) are retried; anything else is a bug or a bad
+# record, and a story that cannot be rendered is already left out and dead-lettered by the render.
 @app.task(name="syndicate.feeds.apply_event", base=SyndicateTask, queue_name="feeds", bind=True,
-          autoretry_for=(OSError,), retry_backoff=True, retry_backoff_max=30, max_retries=5)
+          autoretry_for=TRANSIENT_ERRORS, retry_backoff=True, retry_backoff_max=30, max_retries=5)
 def apply_event(self, event_id: str) -> None:
     event = events.get_event(event_id)
     if event is not None:
@@ -49,7 +51,8 @@ def apply_event(self, event_id: str) -> None:
     self.record_receipt(event_id)
 
 
-@app.task(name="syndicate.feeds.render", base=SyndicateTask, queue_name="feeds", bind=True)
+@app.task(name="syndicate.feeds.render", base=SyndicateTask, queue_name="feeds", bind=True,
+          autoretry_for=TRANSIENT_ERRORS, retry_backoff=True, retry_backoff_max=30, max_retries=5)
 def render(self, feed_id: str, mark: bool = True) -> int:
     """Render one feed; ``mark=False`` when the sender already recorded the change (apply_event)."""
     if mark:
@@ -82,7 +85,8 @@ def websub_flush(self) -> int:
 
 @app.task(name="syndicate.feeds.sweep", base=SyndicateTask, queue_name="feeds", bind=True)
 def sweep(self) -> list[str]:
-    """Backstop: render feeds a dead worker left stale and flush WebSub pings that came due."""
+    """Backstop: render feeds a dead worker left stale, rewrite static files a failed write left behind,
+    and flush WebSub pings that came due."""
     stale = service.sweep(on_changed=_kick_websub)
     if stale:
         # Also the main feed's first (empty) render on a new deployment, so readers can subscribe at once.

@@ -16,7 +16,7 @@ def feeds_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handle_errors
 def feeds_list(as_json: bool) -> None:
-    """Every feed: items, last update, renders and URLs."""
+    """Every feed: items, last update, renders, URLs, and any error writing its static files."""
     from ..config import get_settings
     from ..feeds import FORMATS, feed_spec, index, state
     from ..store import get_redis
@@ -30,7 +30,9 @@ def feeds_list(as_json: bool) -> None:
                      "updated": info["updated"], "renders": int(info["renders"] or 0),
                      "changes": info["changes"], "stale": int(info["gen"] or 0) < int(info["changes"]),
                      "urls": {fmt: spec.url(fmt) for fmt in FORMATS},
-                     "file": str(settings.feed_dir / spec.path("rss"))[:-4] + ".{rss,atom,json}"})
+                     "file": str(settings.feed_dir / spec.path("rss"))[:-4] + ".{rss,atom,json}",
+                     "file_error": info["file_error"],
+                     "file_error_since": float(info["file_error_at"]) if info["file_error_at"] else None})
     if as_json:
         echo_json(rows)
         return
@@ -39,6 +41,8 @@ def feeds_list(as_json: bool) -> None:
         click.echo(f"{row['id']:<32} {row['items']:>4} items  updated {row['updated'] or '-':<26} "
                    f"renders {row['renders']}{flag}")
         click.echo(f"    {row['urls']['rss']}")
+        if row["file_error"]:
+            click.echo(f"    files not written (served from Redis; retried every sweep): {row['file_error']}")
 
 
 @feeds_group.command("rebuild")

@@ -2,29 +2,39 @@
 
 Article fields are plain text, so every one is escaped here; the only markup in
 the result is the markup this module writes. URLs are accepted only as http(s)
-(the schema already insists; this is the belt to its braces), so a
-``javascript:`` link can never reach a reader.
+(the schema already insists; this is the belt to its braces, for a record that
+reached the store some other way), so a ``javascript:`` or ``data:`` link can
+never reach a reader, and characters that could end an attribute or a tag are
+percent-encoded.
 """
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
+from urllib.parse import quote
 
-from .text import clean
+from .text import clean, html_text
+
+# Reserved and unreserved URL characters stay as they are; anything else (space, both quotes,
+# angle brackets, backslash, non-ASCII) is percent-encoded, as browsers would send it.
+_URL_SAFE = "!#$%&()*+,/:;=?@[]~"
 
 
 def _t(value: Any) -> str:
-    return escape(clean(str(value)) if value is not None else "", quote=False)
+    return html_text(value)
 
 
 def _a(value: Any) -> str:
-    return escape(clean(str(value)) if value is not None else "", quote=True)
+    return html_text(value, quote=True)
 
 
-def safe_url(url: str | None) -> str | None:
-    if url and url.lower().startswith(("http://", "https://")):
-        return clean(url)
+def safe_url(url: Any) -> str | None:
+    """``url`` if it is an absolute http(s) URL (percent-encoded where needed), else None."""
+    if not isinstance(url, str):
+        return None
+    url = clean(url)
+    if url.lower().startswith(("http://", "https://")) and len(url) > len("https://"):
+        return quote(url, safe=_URL_SAFE)
     return None
 
 

@@ -189,15 +189,15 @@ def discover_sections(client: redis.Redis) -> int:
     return found
 
 
-def window_json(client: redis.Redis, feed_id: str, size: int) -> list[str]:
-    """The stored JSON of the articles in a feed's window, newest first."""
+def window_entries(client: redis.Redis, feed_id: str, size: int) -> list[tuple[str, str]]:
+    """(article id, stored JSON) of the articles in a feed's window, newest first."""
     ids = client.zrevrange(index_key(feed_id), 0, size - 1)
     if not ids:
         return []
     with client.pipeline(transaction=False) as pipe:
         for article_id in ids:
             pipe.hget(key("article", article_id), "json")
-        return [raw for raw in pipe.execute() if raw]
+        return [(article_id, raw) for article_id, raw in zip(ids, pipe.execute()) if raw]
 
 
 def removed_at(client: redis.Redis, feed_id: str) -> float | None:

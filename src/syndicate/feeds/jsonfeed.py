@@ -40,6 +40,8 @@ def _item(item: Item) -> dict[str, Any]:
         "article_id": item.article_id,
         "dateline": item.dateline,
         "outlet": item.outlet,
+        "dateline_city": item.dateline_city,
+        "edition": item.edition,
         "quick_looks": item.quick_looks,
         "photos": [
             {k: img[k] for k in ("url", "role", "caption", "credit", "alt", "width", "height") if k in img}
@@ -54,7 +56,7 @@ def _dumps(value: object) -> bytes:
 
 
 @functools.lru_cache(maxsize=1024)
-def _item_bytes(item: Item) -> bytes:
+def item_bytes(item: Item) -> bytes:
     return _dumps(_item(item))
 
 
@@ -78,4 +80,4 @@ def render_json(spec: FeedSpec, items: list[Item], updated: dt.datetime) -> byte
     doc["items"] = []
     shell = _dumps(doc)
     assert shell.endswith(b"[]}")
-    return b"".join([shell[:-2], b",".join(_item_bytes(item) for item in items), b"]}"])
+    return b"".join([shell[:-2], b",".join(item_bytes(item) for item in items), b"]}"])

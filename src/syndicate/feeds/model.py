@@ -65,8 +65,9 @@ def feed_spec(feed_id: str, settings: Any, section_name: str | None = None, vers
         title, description = f"{title}: {name}", f"{description} in {name}"
     return FeedSpec(
         feed_id=feed_id, title=clean(title), description=clean(description),
-        site_url=settings.site_url, public_url=settings.public_url, icon=settings.feed_icon,
-        websub_hub=settings.websub_hub, generator_version=version, max_age=settings.feed_max_age,
+        # Settings are text too: an icon or hub that is not http(s) is left out rather than linked.
+        site_url=settings.site_url, public_url=settings.public_url, icon=safe_url(settings.feed_icon),
+        websub_hub=safe_url(settings.websub_hub), generator_version=version, max_age=settings.feed_max_age,
     )
 
 
@@ -99,6 +100,8 @@ class Item:
     quick_looks: dict[str, Any]
     dateline: str
     outlet: str
+    dateline_city: str = ""
+    edition: str = ""
 
 
 def _image(img: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +145,8 @@ def item_from_article(article: dict[str, Any]) -> Item:
         quick_looks={"title": clean(looks.get("title")), "items": [clean(x) for x in looks.get("items") or []]},
         dateline=clean((article.get("body") or {}).get("dateline")),
         outlet=clean(byline.get("outlet")),
+        dateline_city=clean(byline.get("datelineCity")),
+        edition=clean(byline.get("edition")),
     )
 
 

@@ -14,9 +14,9 @@ import email.utils
 import hashlib
 from typing import Any
 
-from .jsonfeed import render_json
-from .model import FORMATS, FeedSpec, Item, feed_updated, window, window_of_items
-from .xmlfeeds import render_atom, render_rss
+from .jsonfeed import item_bytes, render_json
+from .model import EPOCH, FORMATS, FeedSpec, Item, feed_updated, window, window_of_items
+from .xmlfeeds import entry_bytes, render_atom, render_rss
 
 RENDERERS = {"rss": render_rss, "atom": render_atom, "json": render_json}
 
@@ -31,6 +31,18 @@ class Document:
     @property
     def content_type(self) -> str:
         return FORMATS[self.fmt][1]
+
+
+def check_item(item: Item) -> None:
+    """Render one item's entry in every format, raising whatever a feed render of it would raise.
+
+    The entries are memoised per item, so the feed render that follows reuses
+    this work: checking each story first costs nothing and lets one story that
+    cannot be rendered be left out instead of failing its whole feed.
+    """
+    entry_bytes("rss", item)
+    entry_bytes("atom", item)
+    item_bytes(item)
 
 
 def etag_of(body: bytes) -> str:
@@ -63,7 +75,9 @@ def render_items(spec: FeedSpec, items: list[Item], removed_at: dt.datetime | No
     """Like ``render_feed`` for items already built (the workers' cached path); newest first."""
     items = window_of_items(items, len(items))
     updated = feed_updated(items, removed_at)
-    last_modified = http_date(updated)
+    # Before 1970 an HTTP date is read back wrongly by common parsers (Python's takes year 0001 for 2001),
+    # so a feed of very old stories says 1970: still older than anything a client will have seen.
+    last_modified = http_date(max(updated, EPOCH))
     documents = {}
     for fmt, render in RENDERERS.items():
         body = render(spec, items, updated)

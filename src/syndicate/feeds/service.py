@@ -2,6 +2,12 @@
 
 The Celery tasks and the CLI call these; nothing here imports Celery. Where the
 work must hand something on (a WebSub ping), the caller passes a callback.
+
+Two failures stay local here. A story that cannot be rendered (a bug, a corrupt
+record) is left out of its feeds and dead-lettered once per stored version, so
+every other story keeps flowing. Static files that cannot be written leave the
+feed served from Redis, with the error on the feed (``syndicate feeds list``)
+until the sweep or the next render writes them.
 """
 
 from __future__ import annotations
@@ -12,12 +18,12 @@ from collections.abc import Callable, Iterable
 
 import redis
 
-from .. import __version__
+from .. import __version__, deadletters
 from ..config import Settings, get_settings
 from ..store import get_redis
 from . import index, state, static, websub
-from .model import FORMATS, MAIN_FEED, feed_spec, item_from_json
-from .render import Rendered, render_items, stamp_last_modified
+from .model import FORMATS, MAIN_FEED, Item, feed_spec, item_from_json
+from .render import Rendered, check_item, render_items, stamp_last_modified
 
 log = logging.getLogger("syndicate.feeds")
 
@@ -28,12 +34,38 @@ def _clients() -> tuple[redis.Redis, redis.Redis]:
     return get_redis(), get_redis(decode=False)
 
 
+def _skip_broken(client: redis.Redis, feed_id: str, article_id: str, raw: str, exc: Exception) -> None:
+    error = f"{type(exc).__name__}: {exc}"
+    if state.first_report_of_broken(client, article_id, raw):
+        log.error("feed %s: skipping article %s, which cannot be rendered: %s", feed_id, article_id, error)
+        # Requeueing the render retries the feed; the story joins it once its stored version renders.
+        deadletters.record("feeds", error, task="syndicate.feeds.render", args=[feed_id], article_id=article_id,
+                           subject=article_id, client=client)
+
+
+def window_items(client: redis.Redis, feed_id: str, size: int) -> list[Item]:
+    """The feed's stories as items, leaving out (and reporting) any that cannot be rendered."""
+    items = []
+    for article_id, raw in index.window_entries(client, feed_id, size):
+        try:
+            item = item_from_json(raw)
+            if item is not None:
+                check_item(item)
+        # Whatever one story's failure is (a renderer bug, a corrupt record), it must not hold its feed.
+        except Exception as exc:  # noqa: BLE001
+            _skip_broken(client, feed_id, article_id, raw, exc)
+            continue
+        if item is not None:
+            items.append(item)
+    return items
+
+
 def render_now(feed_id: str, settings: Settings | None = None) -> Rendered:
     """Render one feed from its current index (pure rendering over a fresh read of the store)."""
     settings = settings or get_settings()
     client = get_redis()
     spec = feed_spec(feed_id, settings, index.section_name(client, feed_id), __version__)
-    items = [item for item in map(item_from_json, index.window_json(client, feed_id, settings.feed_size)) if item]
+    items = window_items(client, feed_id, settings.feed_size)
     removed = index.removed_at(client, feed_id)
     floor = dt.datetime.fromtimestamp(removed, dt.timezone.utc).replace(microsecond=0) if removed else None
     return render_items(spec, items, floor)
@@ -43,18 +75,48 @@ def publish(feed_id: str, rendered: Rendered, previous: dict[str, str | None], s
             on_changed: OnChanged | None) -> list[str]:
     """After a stored render: write changed files, queue WebSub pings; returns changed formats."""
     changed = [fmt for fmt, doc in rendered.documents.items() if previous.get(fmt) != doc.etag]
-    spec = feed_spec(feed_id, settings, version=__version__)
-    files = {spec.path(fmt): doc.body for fmt, doc in rendered.documents.items()}
-    try:
-        static.write_documents(settings.feed_dir, files)
-    except OSError:
-        # The API still serves the stored bytes; the next render writes the files again.
-        log.exception("could not write feed files for %s under %s", feed_id, settings.feed_dir)
+    write_files(feed_id, {fmt: doc.body for fmt, doc in rendered.documents.items()}, settings)
     if changed and settings.websub_hub:
+        spec = feed_spec(feed_id, settings, version=__version__)
         websub.queue(get_redis(), [spec.url(fmt) for fmt in changed])
     if changed and on_changed:
         on_changed(feed_id, changed)
     return changed
+
+
+def write_files(feed_id: str, bodies: dict[str, bytes], settings: Settings) -> bool:
+    """Write a feed's static files; on failure record the error on the feed instead of raising.
+
+    The API serves the stored bytes whatever happens here, so a full disk or a
+    read-only directory must not fail the render; the sweep retries feeds that
+    carry an error, and a later success clears it.
+    """
+    client = get_redis()
+    spec = feed_spec(feed_id, settings, version=__version__)
+    try:
+        static.write_documents(settings.feed_dir, {spec.path(fmt): body for fmt, body in bodies.items()})
+    except OSError as exc:
+        error = f"cannot write {settings.feed_dir / spec.path('rss')[:-4]}.*: {type(exc).__name__}: {exc}"
+        if state.set_file_error(client, feed_id, error):
+            log.error("feed %s: %s (the API keeps serving it; files are retried by the sweep)", feed_id, error)
+        return False
+    if state.set_file_error(client, feed_id, None):
+        log.warning("feed %s: static files written again under %s", feed_id, settings.feed_dir)
+    return True
+
+
+def catch_up_files(settings: Settings | None = None, client: redis.Redis | None = None) -> list[str]:
+    """Rewrite the static files of every feed whose last write failed, from the stored documents."""
+    settings = settings or get_settings()
+    client = client or get_redis()
+    raw = get_redis(decode=False)
+    caught_up = []
+    for feed_id in state.feeds_with_file_errors(client, index.feed_ids(client)):
+        values = raw.hmget(state.doc_key(feed_id), list(FORMATS))
+        bodies = {fmt: body for fmt, body in zip(FORMATS, values) if body is not None}
+        if bodies and write_files(feed_id, bodies, settings):
+            caught_up.append(feed_id)
+    return caught_up
 
 
 def render_single_flight(feed_id: str, settings: Settings | None = None,
@@ -75,8 +137,13 @@ def render_single_flight(feed_id: str, settings: Settings | None = None,
         # Read under the lock: no other render of this feed can store between this read and ours.
         stored = state.validators(client, feed_id, tuple(FORMATS))
         previous = {fmt: etag for fmt, (etag, _lm) in stored.items()}
-        rendered = stamp_last_modified(render_now(feed_id, settings), stored,
-                                       dt.datetime.now(dt.timezone.utc))
+        try:
+            rendered = stamp_last_modified(render_now(feed_id, settings), stored,
+                                           dt.datetime.now(dt.timezone.utc))
+        except BaseException:
+            # Leave the feed to the retry or the sweep at once rather than after the lock's TTL.
+            _unlock_quietly(client, feed_id, token)
+            raise
         if not state.store(client, feed_id, token, gen, rendered):
             log.warning("lost the render lock of %s; its new holder renders it", feed_id)
             return renders
@@ -85,6 +152,13 @@ def render_single_flight(feed_id: str, settings: Settings | None = None,
         outcome = state.release(client, feed_id, token, gen)
         if outcome != 0:
             return renders
+
+
+def _unlock_quietly(client: redis.Redis, feed_id: str, token: str) -> None:
+    try:
+        state.unlock(client, feed_id, token)
+    except Exception:  # noqa: BLE001 - the store may be what failed; the lock's TTL covers it then
+        log.warning("could not release the render lock of %s", feed_id)
 
 
 def apply_article(article_id: str, settings: Settings | None = None, on_changed: OnChanged | None = None,
@@ -160,7 +234,9 @@ def sweep(settings: Settings | None = None, on_changed: OnChanged | None = None)
         render_single_flight(feed_id, settings, on_changed)
     if MAIN_FEED not in stale and ensure_main_feed(settings, on_changed):
         stale.append(MAIN_FEED)
+    catch_up_files(settings)
     return stale
 
 
-__all__ = ["apply_article", "ensure_main_feed", "rebuild", "render_now", "render_single_flight", "stale_feeds", "sweep", "MAIN_FEED"]
+__all__ = ["apply_article", "catch_up_files", "ensure_main_feed", "rebuild", "render_now", "render_single_flight",
+           "stale_feeds", "sweep", "window_items", "write_files", "MAIN_FEED"]

@@ -3,7 +3,9 @@
 Keys (under the deployment prefix):
     feeds:gen:{feed_id}    int     bumped by every change to the feed
     feeds:lock:{feed_id}   string  the render lock: a random token, with a TTL
-    feeds:doc:{feed_id}    hash    {fmt} bytes, {fmt}:etag, {fmt}:lm, updated, items, gen, renders, rendered_at
+    feeds:doc:{feed_id}    hash    {fmt} bytes, {fmt}:etag, {fmt}:lm, updated, items, gen, renders, rendered_at,
+                                   file_error, file_error_at (set while the feed's files cannot be written)
+    feeds:broken           hash    article id -> digest of the stored version that could not be rendered
 
 Single flight: a change bumps ``gen`` and then tries the lock. Whoever holds it
 renders, stores the documents (only while still holding the lock) and releases
@@ -16,6 +18,7 @@ task re-renders any feed whose rendered ``gen`` lags.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 
@@ -42,6 +45,20 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[2] then return 0 end
 redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+# KEYS: lock; ARGV: token. Drops the lock only if this token still holds it.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: broken; ARGV: article id, digest. 1 the first time this version is reported, else 0.
+_REPORT_BROKEN = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
@@ -88,6 +105,34 @@ def release(client: redis.Redis, feed_id: str, token: str, gen: int) -> int:
     return int(script(keys=[lock_key(feed_id), gen_key(feed_id)], args=[token, gen]))
 
 
+def unlock(client: redis.Redis, feed_id: str, token: str) -> bool:
+    """Give the lock up after a failed render, so the sweep or the next change renders at once."""
+    return bool(client.register_script(_UNLOCK)(keys=[lock_key(feed_id)], args=[token]))
+
+
+def first_report_of_broken(client: redis.Redis, article_id: str, stored_json: str) -> bool:
+    """True once per stored version of an article that cannot be rendered (then it is only skipped)."""
+    digest = hashlib.sha256(stored_json.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return bool(client.register_script(_REPORT_BROKEN)(keys=[key("feeds", "broken")], args=[article_id, digest]))
+
+
+def set_file_error(client: redis.Redis, feed_id: str, error: str | None) -> bool:
+    """Record (or, with None, clear) why the feed's static files could not be written; True if it changed."""
+    doc = doc_key(feed_id)
+    if error is None:
+        return bool(client.hdel(doc, "file_error", "file_error_at"))
+    previous = client.hget(doc, "file_error")
+    client.hset(doc, mapping={"file_error": error[:500], "file_error_at": f"{time.time():.3f}"})
+    return (previous.decode() if isinstance(previous, bytes) else previous) != error[:500]
+
+
+def feeds_with_file_errors(client: redis.Redis, feed_ids: list[str]) -> list[str]:
+    with client.pipeline(transaction=False) as pipe:
+        for feed_id in feed_ids:
+            pipe.hexists(doc_key(feed_id), "file_error")
+        return [feed_id for feed_id, failing in zip(feed_ids, pipe.execute()) if failing]
+
+
 def validators(client: redis.Redis, feed_id: str, formats: tuple[str, ...]) -> dict[str, tuple[str | None, str | None]]:
     """{fmt: (ETag, Last-Modified)} of the stored documents ((None, None) if never rendered)."""
     values = client.hmget(doc_key(feed_id), [f"{fmt}:{part}" for fmt in formats for part in ("etag", "lm")])
@@ -102,7 +147,8 @@ def etags(client: redis.Redis, feed_id: str, formats: tuple[str, ...]) -> dict[s
 
 def status(client: redis.Redis, feed_id: str) -> dict[str, object]:
     """What ``syndicate feeds list`` shows: items, updated, renders, gens, ETags."""
-    fields = ("items", "updated", "renders", "gen", "rendered_at", "rss:etag", "atom:etag", "json:etag")
+    fields = ("items", "updated", "renders", "gen", "rendered_at", "rss:etag", "atom:etag", "json:etag",
+              "file_error", "file_error_at")
     values = client.hmget(doc_key(feed_id), fields)
     out: dict[str, object] = {
         f: (v.decode() if isinstance(v, bytes) else v) for f, v in zip(fields, values)

@@ -2,18 +2,24 @@
 
 XML 1.0 forbids most C0 control characters, lone surrogates and U+FFFE/U+FFFF;
 lxml refuses them outright and readers choke on them, so every string that goes
-into a document passes through ``clean`` first. Escaping markup is left to the
-serialisers (lxml, ``html.escape``, ``json``), which never trust text.
+into a document passes through ``clean`` first. DEL and the C1 controls are
+legal XML but never news text, and feed validators flag them, so they go too.
+
+Escaping for XML is left to the serialisers (lxml, ``json``). ``html_text`` is
+for the places where a reader treats text as HTML (RSS titles, descriptions,
+categories, Media RSS; our own content HTML): there text is HTML-escaped first,
+so markup a newsroom typed arrives as the characters it typed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import unicodedata
 
-# Everything XML 1.0 does not allow in character data (tab, LF and CR are fine).
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Everything XML 1.0 does not allow in character data (tab, LF and CR are fine), plus DEL and C1.
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
 SLUG_MAX = 60
 
@@ -23,6 +29,11 @@ def clean(value: str | None) -> str:
     if not value:
         return ""
     return _XML_INVALID.sub("", value)
+
+
+def html_text(value: object, quote: bool = False) -> str:
+    """``value`` cleaned and HTML-escaped ("" for None); ``quote`` also escapes quotes, for attributes."""
+    return html.escape(clean(str(value)) if value is not None else "", quote=quote)
 
 
 def slugify(section: str) -> str:

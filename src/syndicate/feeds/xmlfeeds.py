@@ -15,15 +15,33 @@ feedgen defects (see DESIGN.md) and what this module does about each:
 * An author with an email writes ``<author>`` beside ``dc:creator``: authors are
   given without email, and ``dc:creator`` is written by our extension (RSS only).
 * ``updated``/``lastBuildDate`` default to now(): always set from the feed state.
+* RSS dates come out with the year unpadded ("02 Jan 1") for years before 1000,
+  which is no RFC 822 date: ``pubDate`` and ``lastBuildDate`` are rewritten with
+  a four-digit year.
 * Items have no language in feedgen: Atom entries get ``xml:lang`` and RSS items
   ``dc:language`` from our extensions.
 * ``content:encoded`` only appears when a description is also set: the summary
   is always set as the description (falling back to the headline).
+
+Escaping for the context text lands in (feedgen only XML-escapes):
+
+* RSS 2.0 never says which elements are plain text, and readers treat
+  ``description`` (and many also ``title``, ``category``, ``dc:creator`` and Media
+  RSS text) as HTML. Plain text is therefore HTML-escaped before lxml XML-escapes
+  it, in every RSS element that carries article or settings text, so
+  ``<img onerror=..>`` typed by a newsroom is shown as those characters.
+  ``media:description`` and ``media:text`` say ``type="html"`` accordingly.
+* Atom declares its types: titles, subtitles and summaries are written with an
+  explicit ``type="text"``, person names and category terms are text by RFC 4287,
+  so there the text goes in as it is (XML-escaped only).
+* The content (``content:encoded``, Atom ``type="html"``) is built by
+  ``content.article_html``, which escapes every field itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import functools
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
@@ -31,22 +49,31 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
 from .model import GENERATOR, FeedSpec, Item, feed_language
+from .text import html_text
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 MEDIA_NS = "http://search.yahoo.com/mrss/"
 DC_NS = "http://purl.org/dc/elements/1.1/"
 
 
+def _rfc822(when: dt.datetime) -> str:
+    return email.utils.format_datetime(when.astimezone(dt.timezone.utc))  # "+0000", four-digit year
+
+
 class _RssFeedExtension(BaseExtension):
-    """Channel-level additions feedgen cannot write: the WebSub hub link."""
+    """Channel-level additions feedgen cannot write: the WebSub hub link; a well-formed lastBuildDate."""
 
     hub: str | None = None
+    updated: dt.datetime | None = None
 
     def extend_ns(self):
         return {"media": MEDIA_NS, "dc": DC_NS}
 
     def extend_rss(self, rss):
         channel = rss.find("channel")
+        built = channel.find("lastBuildDate") if channel is not None else None
+        if built is not None and self.updated is not None:
+            built.text = _rfc822(self.updated)
         if self.hub is not None and channel is not None:
             self_link = channel.find(f"{{{ATOM_NS}}}link")
             hub = xml_elem(f"{{{ATOM_NS}}}link", channel, href=self.hub, rel="hub")
@@ -64,13 +91,17 @@ class _RssEntryExtension(BaseEntryExtension):
         self.creators: list[str] = []
         self.images: list[dict] = []
         self.thumbnail: dict | None = None
+        self.published: dt.datetime | None = None
 
     def extend_rss(self, item):
+        published = item.find("pubDate")
+        if published is not None and self.published is not None:
+            published.text = _rfc822(self.published)
         if self.language:
             # RSS has no item language of its own; Dublin Core's is the usual one (feedparser reads it).
             xml_elem(f"{{{DC_NS}}}language", item).text = self.language
         for name in self.creators:
-            xml_elem(f"{{{DC_NS}}}creator", item).text = name
+            xml_elem(f"{{{DC_NS}}}creator", item).text = html_text(name)
         for image in self.images:
             content = xml_elem(f"{{{MEDIA_NS}}}content", item, url=image["url"], medium="image")
             if image.get("mimeType"):
@@ -81,11 +112,11 @@ class _RssEntryExtension(BaseEntryExtension):
             if image.get("role") == "lead":
                 content.set("isDefault", "true")
             if image.get("caption"):
-                xml_elem(f"{{{MEDIA_NS}}}description", content, type="plain").text = image["caption"]
+                xml_elem(f"{{{MEDIA_NS}}}description", content, type="html").text = html_text(image["caption"])
             if image.get("credit"):
-                xml_elem(f"{{{MEDIA_NS}}}credit", content, role="photographer").text = image["credit"]
+                xml_elem(f"{{{MEDIA_NS}}}credit", content, role="photographer").text = html_text(image["credit"])
             if image.get("alt"):
-                xml_elem(f"{{{MEDIA_NS}}}text", content, type="plain").text = image["alt"]
+                xml_elem(f"{{{MEDIA_NS}}}text", content, type="html").text = html_text(image["alt"])
         if self.thumbnail:
             thumb = xml_elem(f"{{{MEDIA_NS}}}thumbnail", item, url=self.thumbnail["url"])
             for attr in ("width", "height"):
@@ -94,8 +125,25 @@ class _RssEntryExtension(BaseEntryExtension):
         return item
 
 
+def _declare_text(parent, *names: str) -> None:
+    """Say ``type="text"`` on Atom text constructs feedgen writes untyped (text is the default, but explicit
+    is what validators and careful readers look for)."""
+    for name in names:
+        element = parent.find(f"{{{ATOM_NS}}}{name}")
+        if element is None:
+            element = parent.find(name)
+        if element is not None and element.get("type") is None:
+            element.set("type", "text")
+
+
+class _AtomFeedExtension(BaseExtension):
+    def extend_atom(self, feed):
+        _declare_text(feed, "title", "subtitle")
+        return feed
+
+
 class _AtomEntryExtension(BaseEntryExtension):
-    """Replaces feedgen's rel-less entry links (#135) with complete ones."""
+    """Replaces feedgen's rel-less entry links (#135) with complete ones; types titles and summaries."""
 
     def __init__(self):
         self.links: list[dict[str, str]] = []
@@ -105,6 +153,7 @@ class _AtomEntryExtension(BaseEntryExtension):
         if self.language:
             # Each entry says its own language: a main feed mixes Arabic, Japanese, Russian and English.
             entry.set("{http://www.w3.org/XML/1998/namespace}lang", self.language)
+        _declare_text(entry, "title", "summary")
         for broken in entry.findall("link"):
             entry.remove(broken)
         anchor = entry.find("content")
@@ -116,19 +165,25 @@ class _AtomEntryExtension(BaseEntryExtension):
         return entry
 
 
-def _generator(spec: FeedSpec) -> FeedGenerator:
+def _text_for(fmt: str):
+    """How plain text is written in ``fmt``: HTML-escaped for RSS (readers take it as HTML), as is for Atom."""
+    return html_text if fmt == "rss" else (lambda value: value)
+
+
+def _generator(spec: FeedSpec, fmt: str) -> FeedGenerator:
+    text = _text_for(fmt)
     fg = FeedGenerator()
     fg.register_extension("syndicate_rss", _RssFeedExtension, _RssEntryExtension, atom=False, rss=True)
-    fg.register_extension("syndicate_atom", BaseExtension, _AtomEntryExtension, atom=True, rss=False)
+    fg.register_extension("syndicate_atom", _AtomFeedExtension, _AtomEntryExtension, atom=True, rss=False)
     fg.id(spec.url("atom"))
-    fg.title(spec.title)
-    fg.subtitle(spec.description)
-    fg.description(spec.description)
+    fg.title(text(spec.title))
+    fg.subtitle(text(spec.description))
+    fg.description(text(spec.description))
     fg.generator(GENERATOR, version=spec.generator_version or None)
     fg.ttl(max(1, spec.max_age // 60))
     if spec.icon:
         fg.icon(spec.icon)
-        fg.image(url=spec.icon, title=spec.title, link=spec.site_url)
+        fg.image(url=spec.icon, title=text(spec.title), link=spec.site_url)
     if spec.websub_hub:
         fg.syndicate_rss.hub = spec.websub_hub
     return fg
@@ -142,40 +197,44 @@ def _links(fg: FeedGenerator, spec: FeedSpec, fmt: str) -> None:
     fg.link(href=spec.site_url, rel="alternate", type="text/html")
 
 
-def _add_items(fg: FeedGenerator, items: list[Item]) -> None:
+def _add_items(fg: FeedGenerator, items: list[Item], fmt: str) -> None:
+    text = _text_for(fmt)
     # feedgen prepends entries by default; append keeps our newest-first order.
     for item in items:
         fe = fg.add_entry(order="append")
         fe.id(item.id)
-        fe.title(item.title)
-        fe.link(href=item.link, rel="alternate", type="text/html")
+        fe.title(text(item.title))
+        if item.link:  # no link rather than an unsafe one; Atom still has its content
+            fe.link(href=item.link, rel="alternate", type="text/html")
         # Summary first (it becomes the RSS description), then content; without
         # a description feedgen silently drops content:encoded.
-        fe.summary(item.summary or item.title)
-        fe.description(item.summary or item.title, isSummary=True)
+        fe.summary(text(item.summary or item.title))
+        fe.description(text(item.summary or item.title), isSummary=True)
         fe.content(item.content_html, type="html")
         for author in item.authors:
-            fe.author({"name": author["name"], **({"uri": author["url"]} if author.get("url") else {})})
+            fe.author({"name": text(author["name"]), **({"uri": author["url"]} if author.get("url") else {})})
         for term in item.categories:
-            fe.category(term=term, label=term)
+            fe.category(term=text(term), label=text(term))
         fe.published(item.published)
         fe.updated(item.updated)
+        fe.syndicate_rss.published = item.published
         fe.syndicate_rss.creators = [a["name"] for a in item.authors]
         fe.syndicate_rss.images = list(item.images)
         fe.syndicate_rss.thumbnail = item.lead
         fe.syndicate_rss.language = item.language
         fe.syndicate_atom.language = item.language
-        fe.syndicate_atom.links = [{"href": item.link, "rel": "alternate", "type": "text/html"}]
+        fe.syndicate_atom.links = [{"href": item.link, "rel": "alternate", "type": "text/html"}] if item.link else []
 
 
 def _build(spec: FeedSpec, items: list[Item], updated: dt.datetime, fmt: str,
            language: str | None = None) -> FeedGenerator:
-    fg = _generator(spec)
+    fg = _generator(spec, fmt)
     _links(fg, spec, fmt)
     fg.language(language or feed_language(items))
     fg.updated(updated)
     fg.lastBuildDate(updated)
-    _add_items(fg, items)
+    fg.syndicate_rss.updated = updated
+    _add_items(fg, items, fmt)
     return fg
 
 
@@ -193,7 +252,7 @@ _TAGS = {"rss": (b"<item>", b"</item>", b"</channel>"), "atom": (b"<entry", b"</
 
 
 @functools.lru_cache(maxsize=2048)  # two formats per cached item
-def _entry_bytes(fmt: str, item: Item) -> bytes:
+def entry_bytes(fmt: str, item: Item) -> bytes:
     # feedgen serialises each entry the same wherever it stands (namespaces are declared
     # on the root), so an entry cut from a one-entry document is the entry of any document.
     start, end, _ = _TAGS[fmt]
@@ -210,7 +269,7 @@ def _spliced(fmt: str, spec: FeedSpec, items: list[Item], updated: dt.datetime) 
     shell = _WHOLE[fmt](spec, [], updated, feed_language(items))
     close = _TAGS[fmt][2]
     cut = shell.rindex(close)
-    return b"".join([shell[:cut], *(_entry_bytes(fmt, item) for item in items), shell[cut:]])
+    return b"".join([shell[:cut], *(entry_bytes(fmt, item) for item in items), shell[cut:]])
 
 
 def render_rss(spec: FeedSpec, items: list[Item], updated: dt.datetime) -> bytes:
