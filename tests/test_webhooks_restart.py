@@ -69,11 +69,14 @@ def test_scheduled_retry_survives_a_worker_crash(tmp_path, redis_client):
         article.write_text(json.dumps(unique_article(section=section)))
         _cli(env, "publish", str(article))
         wait_for(sink.count, timeout=60, message="first attempt from the first worker")
-        # The first worker dies hard right after scheduling the retry (4 s ± 20% later).
+        delivery_id = sink.requests()[0].headers["webhook-id"]
+        # Killed only once the 503 is recorded and the retry scheduled (4 s ± 20% later): a kill
+        # between the request and its record is the lease's case, tested below.
+        wait_for(lambda: redis_client.hget(prefix + f"webhooks:delivery:{delivery_id}", "attempts") == "1",
+                 timeout=30, message="the first attempt recorded")
         _stop(worker, signal.SIGKILL)
         schedule = redis_client.zrange(prefix + "webhooks:schedule", 0, -1, withscores=True)
-        assert len(schedule) == 1 and schedule[0][1] > time.time()
-        delivery_id = schedule[0][0]
+        assert len(schedule) == 1 and schedule[0][1] > time.time() and schedule[0][0] == delivery_id
         time.sleep(max(schedule[0][1] - time.time(), 0) + 0.5)
         assert sink.count() == 1  # nobody was left to retry in memory
         procs.append(_start(env, "worker", "-Q", "webhooks", "-c", "1", "-n", f"r2-{uuid.uuid4().hex[:4]}@%h"))

@@ -38,8 +38,9 @@ class Answer:
 
 
 class Sink:
-    def __init__(self, default: Answer | None = None) -> None:
+    def __init__(self, default: Answer | None = None, port: int = 0, on_request: Any = None) -> None:
         self.default = default or Answer()
+        self.on_request = on_request  # called with each Received before it is answered
         self.script: list[Answer] = []
         self.received: list[Received] = []
         self.inflight = 0
@@ -58,6 +59,8 @@ class Sink:
                 with sink.lock:
                     sink.received.append(Received(next(_order), time.monotonic(), self.path,
                                                   {k.lower(): v for k, v in self.headers.items()}, body))
+                    if sink.on_request is not None:
+                        sink.on_request(sink.received[-1])
                     answer = sink.script.pop(0) if sink.script else sink.default
                     sink.inflight += 1
                     sink.max_inflight = max(sink.max_inflight, sink.inflight)
@@ -80,7 +83,7 @@ class Sink:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hook/{uuid.uuid4().hex[:6]}"
@@ -128,3 +131,38 @@ def sinks():
     yield make
     for sink in made:
         sink.close()
+
+
+
+def serve(port: int, log_path: str, delay: float = 0.0) -> None:
+    """A sink in a process of its own (the fault tests stop and restart it on the same port).
+
+    Each request is appended to ``log_path`` as one JSON line (webhook-id, body
+    digest, arrival time) and flushed before it is answered, so a request the
+    sender saw answered is always in the log. ``delay`` slows each answer, so
+    that a burst is still in flight when a test injects its fault.
+    """
+    import hashlib
+    import json
+    import signal
+    import sys
+
+    log = open(log_path, "a", encoding="utf-8")
+
+    def record(request: Received) -> None:
+        line = {"id": request.headers.get("webhook-id"), "sha": hashlib.sha256(request.body).hexdigest(),
+                "at": time.time()}
+        log.write(json.dumps(line) + "\n")
+        log.flush()
+        time.sleep(delay)  # under the sink's lock: requests are answered one at a time
+
+    sink = Sink(port=port, on_request=record)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"listening on {sink.port}", flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve(int(sys.argv[1]), sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)

@@ -32,12 +32,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import signals
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
+from syndicate import deadletters
 from syndicate.config import get_settings
 from syndicate.webhooks import deliveries, service
 
 from .app import app
-from .base import SyndicateTask
+from .base import TRANSIENT_ERRORS, SyndicateTask
 
 log = logging.getLogger("syndicate.workers.webhooks")
 
@@ -90,7 +93,12 @@ class _Attempts:
 
     def _run(self, delivery_id: str, partner: str, ctx: service.Context) -> None:
         try:
-            service.attempt(delivery_id, ctx, partner_name=partner)
+            # Redis restarting is waited out here (redis-py's Retry, about 25 s at most) rather than
+            # left to the lease, which would hold the delivery for a minute or more. Repeating the
+            # attempt is safe: the claim refuses a delivery whose lease is live or that is settled.
+            Retry(ExponentialBackoff(cap=2.0, base=0.1), 15).call_with_retry(
+                lambda: service.attempt(delivery_id, ctx, partner_name=partner),
+                lambda error: log.warning("attempt of %s waits for the store: %s", delivery_id, error))
         except Exception:  # the lease brings it back; log why this attempt died
             log.exception("attempt of %s to %s failed unexpectedly", delivery_id, partner)
         finally:
@@ -139,18 +147,29 @@ def finish_attempts_on_shutdown(**_kwargs: object) -> None:
 
 
 @app.task(name="syndicate.webhooks.dispatch_event", base=SyndicateTask, queue_name="webhooks", bind=True,
-          autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+          autoretry_for=TRANSIENT_ERRORS, retry_backoff=True, max_retries=5)
 def dispatch_event(self, event_id: str) -> None:
-    """One delivery per matching partner (idempotent per event), first attempts started at once."""
+    """One delivery per matching partner (idempotent per event), first attempts started at once.
+
+    An event whose body cannot be built is dead-lettered (requeue redoes this
+    task) and acknowledged, so it never holds the events behind it.
+    """
     ctx = service.context()
     pool = attempts_pool()
-    for delivery_id, partner in service.dispatch(event_id, ctx):
+    try:
+        due = service.dispatch(event_id, ctx)
+    except service.Unbuildable as exc:
+        log.error("webhooks: skipping event %s: %s", event_id, exc)
+        deadletters.record("webhooks", str(exc), task=self.name, args=[event_id], article_id=exc.article_id,
+                           subject=event_id)
+        due = exc.due
+    for delivery_id, partner in due:
         pool.submit(delivery_id, partner, ctx)
     self.record_receipt(event_id)
 
 
 @app.task(name="syndicate.webhooks.deliver", base=SyndicateTask, queue_name="webhooks", bind=True,
-          autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+          autoretry_for=TRANSIENT_ERRORS, retry_backoff=True, max_retries=5)
 def deliver(self, delivery_id: str) -> None:
     """Attempt one delivery now (a due retry, a resend); a finished or busy delivery is left alone."""
     record = deliveries.get(delivery_id)
@@ -163,10 +182,19 @@ def deliver(self, delivery_id: str) -> None:
 
 @app.task(name="syndicate.webhooks.drain", base=SyndicateTask, queue_name="webhooks", bind=True)
 def drain(self) -> int:
-    """Beat, every second: hand each due delivery of the Redis schedule to a deliver task."""
-    due = service.drain(service.context())
-    for delivery_id in due:
-        deliver.apply_async(args=[delivery_id])
+    """Beat, every second: hand each due delivery of the Redis schedule to a deliver task.
+
+    Not retried and never dead-lettered when Redis is unreachable: the next
+    tick a second later is the retry, and the schedule lost nothing.
+    """
+    try:
+        due = service.drain(service.context())
+        for delivery_id in due:
+            deliver.apply_async(args=[delivery_id])
+    except TRANSIENT_ERRORS as exc:
+        # Deliveries taken but not handed on are leased in the schedule: it brings them back.
+        log.warning("webhooks drain: the store or broker is unreachable (%s); the next tick retries", exc)
+        return 0
     return len(due)
 
 

@@ -24,7 +24,7 @@ router = APIRouter(tags=["partners"], dependencies=[Depends(require_admin_token)
 
 NAME = Path(..., pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="The partner's name.")
 DELIVERY = Path(..., pattern=r"^msg_[A-Za-z0-9_]{1,64}$", description="The delivery id (also its webhook-id).")
-Status = Literal["pending", "succeeded", "failed"]
+Status = Literal["pending", "succeeded", "failed", "skipped"]
 _COMMON = {401: {"description": "Missing or wrong admin token"}, 404: {"description": "No such partner or delivery"}}
 _BODY = {**_COMMON, 400: {"description": "Malformed JSON"}, 413: {"description": "Body too large"},
          415: {"description": "Not JSON"}, 422: {"description": "Invalid configuration: every problem with its JSON path"}}
@@ -104,11 +104,12 @@ def rotate_secret(name: str = NAME, grace_hours: float | None = Query(None, ge=0
     return JSONResponse({"partner": registry.public(record), "secret": secret, "grace_hours": hours})
 
 
-@router.post("/v1/partners/{name}/recover", status_code=202, summary="Re-send failed deliveries created since a time",
+@router.post("/v1/partners/{name}/recover", status_code=202,
+             summary="Re-send failed and skipped deliveries created since a time (409 while the partner is disabled)",
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
                  "type": "object", "required": ["since"], "additionalProperties": False,
                  "properties": {"since": {"type": "string", "format": "date-time"}}}}}}},
-             responses=_BODY)
+             responses={**_BODY, 409: {"description": "The partner is disabled: enable it first"}})
 async def recover(request: Request, name: str = NAME) -> JSONResponse:
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("since"), str):

@@ -122,7 +122,7 @@ def partners_enable(name: str) -> None:
 @click.option("--reason", default=None, help="Shown in `partners show` and the delivery log.")
 @handle_errors
 def partners_disable(name: str, reason: str | None) -> None:
-    """Stop sending to this partner; pending retries fail with the reason."""
+    """Stop sending to this partner; pending retries fail and new stories are skipped, with the reason."""
     from ..webhooks import registry
 
     registry.set_enabled(name, False, reason)
@@ -161,7 +161,7 @@ def partners_remove(name: str) -> None:
 @click.option("--since", required=True, help="RFC 3339 time or an age (90m, 2h, 3d).")
 @handle_errors
 def partners_recover(name: str, since: str) -> None:
-    """Re-send every failed delivery to NAME created since --since."""
+    """Re-send every failed or skipped delivery to NAME created since --since (NAME must be enabled)."""
     from ..webhooks import service
     from workers.webhooks import enqueue_deliver
 
@@ -170,7 +170,7 @@ def partners_recover(name: str, since: str) -> None:
         with click.progressbar(ids, label="re-sending", file=sys.stderr) as bar:
             for delivery_id in bar:
                 enqueue_deliver(delivery_id)
-    click.echo(f"re-sending {len(ids)} failed deliver{'y' if len(ids) == 1 else 'ies'} to {name}")
+    click.echo(f"re-sending {len(ids)} failed or skipped deliver{'y' if len(ids) == 1 else 'ies'} to {name}")
     for delivery_id in ids:
         click.echo(delivery_id)
 
@@ -204,7 +204,7 @@ def deliveries_group() -> None:
 
 @deliveries_group.command("list")
 @click.option("--partner", default=None)
-@click.option("--status", type=click.Choice(["pending", "succeeded", "failed"]), default=None)
+@click.option("--status", type=click.Choice(["pending", "succeeded", "failed", "skipped"]), default=None)
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors

@@ -13,6 +13,9 @@ Keys (under the deployment prefix):
     webhooks:deliveries:failed           zset  id -> failed_at (the dead letters)
     webhooks:schedule                    zset  id -> when someone must next look at it
 
+A delivery is ``pending``, ``succeeded``, ``failed``, or ``skipped``: created
+while its partner was disabled, never attempted, waiting for ``recover``.
+
 The schedule is the only timer. A delivery sits in it from creation until it
 succeeds or fails for good; its score is the next retry time, or, while an
 attempt runs, the end of that attempt's lease, so a delivery whose worker died
@@ -32,7 +35,7 @@ import redis
 
 from ..store import get_redis, key
 
-STATUSES = ("pending", "succeeded", "failed")
+STATUSES = ("pending", "succeeded", "failed", "skipped")
 ATTEMPTS_KEPT = 100
 
 _CREATE = """
@@ -42,7 +45,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
-redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1]) end
 if ARGV[5] == '1' then
   redis.call('SADD', KEYS[5], ARGV[1])
   redis.call('EXPIRE', KEYS[5], ARGV[4])
@@ -102,14 +105,18 @@ INDEX = ("webhooks", "deliveries")
 
 def create(entries: list[dict[str, Any]], first_due: float, ttl: int,
            client: redis.Redis | None = None) -> list[str]:
-    """Store new deliveries (id, partner, event_id, type, body...) unless they exist; return the ids created."""
+    """Store new deliveries (id, partner, event_id, type, body...) unless they exist; return the ids created.
+
+    An entry may carry ``status="skipped"``: it is stored but not scheduled."""
     client = client or get_redis()
     script = client.register_script(_CREATE)
     now = time.time()
     with client.pipeline(transaction=False) as pipe:
         for entry in entries:
+            # A skipped delivery (its partner is disabled) waits for `recover`, not for the schedule.
+            due: float | str = first_due if entry.get("status", "pending") == "pending" else ""
             fields = {"status": "pending", "attempts": 0, "round_attempts": 0, "created_at": now,
-                      "updated_at": now, "next_attempt_at": first_due, **entry}
+                      "updated_at": now, "next_attempt_at": due, **entry}
             flat: list[Any] = []
             for name, value in fields.items():
                 flat += [name, value]
@@ -117,7 +124,7 @@ def create(entries: list[dict[str, Any]], first_due: float, ttl: int,
             # A ping has no event: indexing it under one shared key would grow that set with every ping.
             script(keys=[_dkey(entry["id"]), key(*INDEX), key("webhooks", "partner-deliveries", entry["partner"]),
                          key(*SCHEDULE), key("webhooks", "event-deliveries", event or "none")],
-                   args=[entry["id"], now, first_due, ttl, "1" if event else "0", *flat], client=pipe)
+                   args=[entry["id"], now, due, ttl, "1" if event else "0", *flat], client=pipe)
         results = pipe.execute()
     return [entry["id"] for entry, created in zip(entries, results) if created]
 
@@ -185,7 +192,7 @@ def restart(delivery: str, due: float, ttl: int, client: redis.Redis | None = No
     with client.pipeline(transaction=True) as pipe:
         pipe.hset(_dkey(delivery), mapping={"status": "pending", "round_attempts": 0, "lease_until": 0,
                                             "next_attempt_at": due, "updated_at": time.time(),
-                                            "resent_at": time.time()})
+                                            "resent_at": time.time(), "failure_reason": ""})
         pipe.expire(_dkey(delivery), ttl)
         pipe.zadd(key(*SCHEDULE), {delivery: due})
         pipe.zrem(key(*FAILED), delivery)

@@ -10,7 +10,10 @@ Refused unless an allowed network (SYNDICATE_WEBHOOK_ALLOW_NETWORKS) contains
 the address: loopback, private (RFC 1918), link-local (169.254.0.0/16, the
 cloud metadata endpoint among them), CGNAT (100.64.0.0/10), multicast,
 reserved and unspecified addresses, IPv6 unique-local and link-local, and the
-IPv4 address inside IPv4-mapped, NAT64 and 6to4 forms.
+IPv4 address inside IPv4-mapped, NAT64 and 6to4 forms. Teredo (2001::/32) and
+the deprecated IPv4-compatible form (::a.b.c.d) are refused whatever they
+carry: no partner needs them, and a relay or an old stack could route them
+to the embedded address.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_TEREDO = ipaddress.ip_network("2001::/32")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 _ALLOW_HINT = "add its network to SYNDICATE_WEBHOOK_ALLOW_NETWORKS only if this partner really lives there"
 
 
@@ -66,6 +71,10 @@ def refusal_reason(address: IPAddress) -> str | None:
         return "a link-local address"
     if address.is_multicast:
         return "a multicast address"
+    if isinstance(address, ipaddress.IPv6Address) and address in _TEREDO:
+        return "a Teredo tunnel address"
+    if isinstance(address, ipaddress.IPv6Address) and address in _IPV4_COMPATIBLE:
+        return "an IPv4-compatible IPv6 address (deprecated)"
     if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:
         return "a carrier-grade NAT address (100.64.0.0/10)"
     if isinstance(address, ipaddress.IPv6Address) and address in ipaddress.ip_network("fc00::/7"):

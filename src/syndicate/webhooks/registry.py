@@ -202,8 +202,11 @@ def live_secrets(record: dict[str, Any], now: float | None = None) -> list[str]:
 
 def matches(record: dict[str, Any], event_type: str, section: str) -> bool:
     """Does this enabled partner want this event?"""
-    if not record.get("enabled", True):
-        return False
+    return bool(record.get("enabled", True)) and wants(record, event_type, section)
+
+
+def wants(record: dict[str, Any], event_type: str, section: str) -> bool:
+    """Would this partner want this event, enabled or not? (A disabled one gets it recorded as skipped.)"""
     if event_type not in record.get("eventTypes", EVENT_TYPES):
         return False
     sections = record.get("sections") or []

@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from .. import events
 from ..config import get_settings
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from ..store import get_redis
 from . import deliveries, payload, policy, registry, signing, transport
 from .guard import Guard
 from .timeparse import iso
+
+log = logging.getLogger("syndicate.webhooks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,39 +64,88 @@ def context(**overrides: Any) -> Context:
 
 # --- dispatch and attempts -------------------------------------------------
 
+SKIPPED_REASON = "partner disabled"
+
+
+class Unbuildable(Exception):
+    """The logged event (or its article snapshot) cannot be turned into a webhook body.
+
+    ``due`` holds the deliveries that were created for the other partners and
+    are due now, so the caller still starts them; ``article_id`` names the story.
+    """
+
+    def __init__(self, message: str, due: list[tuple[str, str]] | None = None, article_id: str | None = None) -> None:
+        super().__init__(message)
+        self.due = due or []
+        self.article_id = article_id
+
+
+def _load_event(event_id: str, client: redis.Redis) -> dict[str, Any] | None:
+    try:
+        event = events.get_event(event_id, client)
+    except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise Unbuildable(f"the logged event {event_id} is not readable JSON: {exc}") from exc
+    if event is not None and not (isinstance(event, dict) and isinstance(event.get("type"), str)
+                                  and isinstance(event.get("section"), str)):
+        article_id = event.get("article_id") if isinstance(event, dict) else None
+        raise Unbuildable(f"the logged event {event_id} lacks its type or section", article_id=article_id)
+    return event
+
+
+def _entry(event_id: str, event: dict[str, Any], partner: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    try:
+        body = payload.encode(payload.event_body(event, ctx.public_url, partner.get("fullArticle", False)))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise Unbuildable(f"no webhook body can be built from event {event_id}: {type(exc).__name__}: {exc}") from exc
+    entry = {
+        "id": deliveries.delivery_id(event_id, partner["name"]),
+        "partner": partner["name"],
+        "event_id": event_id,
+        "type": event["type"],
+        "article_id": event.get("article_id") or "",
+        "body": body.decode("utf-8"),
+    }
+    if not partner.get("enabled", True):
+        # Recorded now with the body and webhook-id it would have carried, so that
+        # `partners recover` can send exactly this once the partner is back.
+        entry.update(status="skipped", failure_reason=SKIPPED_REASON,
+                     last_error=f"{SKIPPED_REASON} ({partner.get('disabledReason') or 'by an operator'})")
+    return entry
+
+
 def dispatch(event_id: str, ctx: Context, client: redis.Redis | None = None) -> list[tuple[str, str]]:
     """Create one delivery per matching partner; returns (delivery id, partner) for those new and due now.
 
     Deliveries that already exist (a redelivered event) are not returned, so
     nothing is sent twice. With a first delay in the schedule, the deliveries
-    wait in the schedule and nothing is returned.
+    wait in the schedule and nothing is returned. A disabled partner that wants
+    the event gets a ``skipped`` delivery, sent later by ``recover``.
+
+    Raises ``Unbuildable`` (after creating every delivery it could) when the
+    event, or its body for some partner, cannot be built: the caller records it.
     """
     client = client or get_redis()
-    event = events.get_event(event_id, client)
+    event = _load_event(event_id, client)
     if event is None:
         return []
-    wanted = [p for p in registry.all_partners(client) if registry.matches(p, event["type"], event["section"])]
-    if not wanted:
-        return []
-    entries = [
-        {
-            "id": deliveries.delivery_id(event_id, partner["name"]),
-            "partner": partner["name"],
-            "event_id": event_id,
-            "type": event["type"],
-            "article_id": event["article_id"],
-            "body": payload.encode(payload.event_body(event, ctx.public_url, partner.get("fullArticle", False))).decode("utf-8"),
-        }
-        for partner in wanted
-    ]
-    now = time.time()
+    wanted = [p for p in registry.all_partners(client) if registry.wants(p, event["type"], event["section"])]
+    entries, broken = [], []
+    for partner in wanted:
+        try:
+            entries.append(_entry(event_id, event, partner, ctx))
+        except Unbuildable as exc:
+            broken.append(f"{partner['name']}: {exc}")
+    created: set[str] = set()
     immediate = ctx.schedule[0] <= 0
-    # Due "now + lease" when we attempt at once: the schedule only catches an attempt that got lost.
-    first_due = now + (ctx.lease_seconds if immediate else policy.jittered(ctx.schedule[0]))
-    created = set(deliveries.create(entries, first_due, ctx.retention_seconds, client))
-    if not immediate:
-        return []
-    return [(e["id"], e["partner"]) for e in entries if e["id"] in created]
+    if entries:
+        # Due "now + lease" when we attempt at once: the schedule only catches an attempt that got lost.
+        first_due = time.time() + (ctx.lease_seconds if immediate else policy.jittered(ctx.schedule[0]))
+        created = set(deliveries.create(entries, first_due, ctx.retention_seconds, client))
+    due = [(e["id"], e["partner"]) for e in entries if e["id"] in created and e.get("status") != "skipped"]
+    due = due if immediate else []
+    if broken:
+        raise Unbuildable("; ".join(broken), due, event.get("article_id"))
+    return due
 
 
 def attempt(delivery_id: str, ctx: Context, client: redis.Redis | None = None,
@@ -123,7 +178,7 @@ def attempt(delivery_id: str, ctx: Context, client: redis.Redis | None = None,
     now = time.time()
     failing_since = None
     if not probe and not outcome.ok:
-        failing_since = registry.record_failure(name, now, client)
+        failing_since = _recorded(lambda: registry.record_failure(name, now, client))
     decision = policy.decide(
         outcome,
         int(record.get("round_attempts", 0)) + 1,
@@ -137,7 +192,7 @@ def attempt(delivery_id: str, ctx: Context, client: redis.Redis | None = None,
         if probe:
             action = "failed"
         else:
-            registry.set_enabled(name, False, decision.reason, client)
+            _recorded(lambda: registry.set_enabled(name, False, decision.reason, client))
     status = {"succeeded": "succeeded", "retry": "pending"}.get(action, "failed")
     next_at = now + decision.delay if action == "retry" else None
     note = {
@@ -155,8 +210,20 @@ def attempt(delivery_id: str, ctx: Context, client: redis.Redis | None = None,
     if status == "failed":
         fields["failure_reason"] = decision.reason
     healthy = registry.health_key(name) if outcome.ok and not probe else None
-    deliveries.finish(delivery_id, note, status, next_at, fields, ctx.retention_seconds, client, healthy)
+    _recorded(lambda: deliveries.finish(delivery_id, note, status, next_at, fields, ctx.retention_seconds, client, healthy))
     return note
+
+
+def _recorded(write: Callable[[], Any]) -> Any:
+    """Run a write that records what an attempt did, retrying while Redis is unreachable.
+
+    Once a partner has been sent a request, losing its outcome to a Redis
+    restart would make the lease send it again; redis-py's own Retry waits for
+    the store (exponential backoff capped at 2 s, about 25 s in all, well inside
+    the lease) before the error reaches the caller and the lease takes over.
+    """
+    return Retry(ExponentialBackoff(cap=2.0, base=0.1), 15).call_with_retry(
+        write, lambda error: log.warning("recording an attempt waits for the store: %s", error))
 
 
 def drain(ctx: Context, limit: int = 500, client: redis.Redis | None = None, now: float | None = None) -> list[str]:
@@ -173,12 +240,20 @@ def resend(delivery_id: str, ctx: Context, client: redis.Redis | None = None) ->
 
 
 def recover(partner: str, since: float, ctx: Context, client: redis.Redis | None = None) -> list[str]:
-    """Resend every failed delivery to ``partner`` created since ``since``; returns their ids."""
+    """Resend every failed or skipped delivery to ``partner`` created since ``since``; returns their ids.
+
+    A partner that is still disabled is refused (Conflict): its deliveries
+    would only be skipped again, and the operator must know nothing was sent.
+    """
     client = client or get_redis()
-    registry.get(partner, client)
-    failed = deliveries.newest(partner=partner, status="failed", since=since, limit=100_000, client=client)
+    record = registry.get(partner, client)
+    if not record.get("enabled", True):
+        raise Conflict(f"partner {partner!r} is disabled ({record.get('disabledReason') or 'by an operator'}); "
+                       f"nothing was re-sent: run `syndicate partners enable {partner}` first, then recover")
+    rows = deliveries.newest(partner=partner, since=since, limit=1_000_000, client=client)
     # Pings are probes, not deliveries a partner missed: they are never recovered.
-    ids = [d["id"] for d in failed if float(d.get("created_at", 0)) >= since and d.get("probe") != "1"]
+    ids = [d["id"] for d in rows if d.get("status") in ("failed", "skipped")
+           and float(d.get("created_at", 0)) >= since and d.get("probe") != "1"]
     for delivery_id in ids:
         resend(delivery_id, ctx, client)
     return ids
