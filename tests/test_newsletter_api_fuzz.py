@@ -14,6 +14,7 @@ OPERATIONS = [
     ("/v1/newsletters/{list_id}/subscribers", "GET"),
     ("/newsletters/{list_id}/subscribe", "POST"),
     ("/newsletters/confirm/{token}", "GET"),
+    ("/newsletters/confirm/{token}", "POST"),
     ("/unsubscribe/{token}", "GET"),
     ("/unsubscribe/{token}", "POST"),
     ("/newsletters/{list_id}/preview", "GET"),

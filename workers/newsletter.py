@@ -1,6 +1,7 @@
 """Tasks of the ``newsletter`` queue: stage stories, open due editions, send them.
 
     stage_event(event_id)       put the event's story in each matching list's pending edition
+    stage_article(list, id)     stage one stored story for one list (redoes a story an edition skipped)
     tick()                      (beat) open the editions whose cron slot came, resume stalled ones
     send_edition(edition_id)    build and send one edition; any number of runs send each subscriber once
     send_confirmation(list, id) the double opt-in email
@@ -28,16 +29,21 @@ from syndicate.newsletter.listconfig import wants_section
 from syndicate.store import get_redis, key
 
 from .app import app
-from .base import SyndicateTask
+from .base import TRANSIENT_ERRORS, SyndicateTask
 
 log = logging.getLogger("syndicate.workers.newsletter")
+
+# Redis restarting or failing over, or a network fault: try again (backoff and limits come from
+# SyndicateTask). Each task is safe to repeat: staging is one hash field per story, editions are
+# keyed by slot, and sending holds a lease.
+RETRY = {"autoretry_for": TRANSIENT_ERRORS}
 
 BEAT_SCHEDULE = {
     "newsletter-editions": {"task": "syndicate.newsletter.tick", "schedule": 20.0},
 }
 
 
-@app.task(name="syndicate.newsletter.stage_event", base=SyndicateTask, queue_name="newsletter", bind=True)
+@app.task(name="syndicate.newsletter.stage_event", base=SyndicateTask, queue_name="newsletter", bind=True, **RETRY)
 def stage_event(self, event_id: str) -> None:
     event = events.get_event(event_id)
     if event is not None:
@@ -50,7 +56,14 @@ def stage_event(self, event_id: str) -> None:
     self.record_receipt(event_id)
 
 
-@app.task(name="syndicate.newsletter.tick", base=SyndicateTask, queue_name="newsletter", bind=True)
+@app.task(name="syndicate.newsletter.stage_article", base=SyndicateTask, queue_name="newsletter", bind=True, **RETRY)
+def stage_article(self, list_id: str, article_id: str) -> None:
+    """Stage a story for a list's next edition (the dead letter of a story an edition had to skip)."""
+    if any(config["id"] == list_id for config in lists.all_lists()):  # a deleted list: nothing to redo
+        editions.stage(list_id, article_id, "requeued")
+
+
+@app.task(name="syndicate.newsletter.tick", base=SyndicateTask, queue_name="newsletter", bind=True, **RETRY)
 def tick(self) -> list[str]:
     service.prune_unconfirmed()
     due = service.open_due()
@@ -62,7 +75,7 @@ def tick(self) -> list[str]:
 # A big list outlives the default task time limit; the lease, not the time limit,
 # guards against two senders (a redelivered message finds the lease held and returns).
 @app.task(name="syndicate.newsletter.send_edition", base=SyndicateTask, queue_name="newsletter", bind=True,
-          time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60)
+          time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60, **RETRY)
 def send_edition(self, edition_id: str) -> dict:
     try:
         return service.run_edition(edition_id)
@@ -72,6 +85,6 @@ def send_edition(self, edition_id: str) -> dict:
 
 
 @app.task(name="syndicate.newsletter.send_confirmation", base=SyndicateTask, queue_name="newsletter", bind=True,
-          autoretry_for=(DeliveryError, OSError), retry_backoff=5, retry_backoff_max=300, max_retries=6)
+          autoretry_for=(DeliveryError, *TRANSIENT_ERRORS), max_retries=6)
 def send_confirmation(self, list_id: str, subscriber_id: str) -> None:
     service.send_confirmation(list_id, subscriber_id)

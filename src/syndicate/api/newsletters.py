@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from ..config import get_settings
 from ..errors import Conflict, NotFound, Problem, ValidationFailed
 from ..newsletter import editions, lists, render, service, tokens
+from ..newsletter.headers import one_line
 from .auth import require_admin_token
 from .body import read_json
 from .errors import ApiError
@@ -32,8 +33,10 @@ LIST_ID = Path(..., pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="The list'
 MAX_CSV_BYTES = 20 * 1024 * 1024
 
 
-def _page(title: str, message: str, status: int = 200, action: str | None = None, button: str = "") -> HTMLResponse:
-    html = render.render_page("page.html", title=title, message=message, action=action, button=button)
+def _page(title: str, message: str, status: int = 200, action: str | None = None, button: str = "",
+          fields: tuple[tuple[str, str], ...] = (), ask_email: bool = False) -> HTMLResponse:
+    html = render.render_page("page.html", title=one_line(title), message=one_line(message), action=action,
+                              button=button, fields=fields, ask_email=ask_email)
     # Pages behind emailed links: never cached, never indexed, no cookies.
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
 
@@ -212,14 +215,52 @@ async def subscribe(request: Request, list_id: str = LIST_ID) -> JSONResponse:
     return JSONResponse({"status": "pending", "message": "check your inbox for a confirmation link"}, status_code=202)
 
 
-@router.get("/newsletters/confirm/{token}", response_class=HTMLResponse, summary="Confirm a subscription")
-def confirm(token: str) -> HTMLResponse:
+def _expired_confirmation(token: str) -> HTMLResponse:
+    # The MAC was good, only the time ran out: name the list and offer a fresh link on the spot.
+    hours = int(get_settings().newsletter_confirm_hours)
+    try:
+        data = tokens.verify(get_settings().secret_key, tokens.CONFIRM, token, now=0)
+        config = lists.get_list(data.list_id)
+    except (tokens.TokenError, NotFound):
+        return _page("Link expired", f"This confirmation link has expired (links work for {hours} hours). "
+                     "Subscribe again from the newsletter's sign-up form to get a new link.", 410)
+    return _page("Link expired", f"This confirmation link for {config['name']} has expired (links work for "
+                 f"{hours} hours). To subscribe, enter your address again: we will email you a new link.", 410,
+                 action=f"/newsletters/{data.list_id}/subscribe", button="Send me a new link", ask_email=True)
+
+
+def _confirmation_target(token: str):
+    """(token data, list config), or the page to answer with instead."""
     try:
         data = tokens.verify(get_settings().secret_key, tokens.CONFIRM, token)
-        config = lists.get_list(data.list_id)
-        lists.confirm(data.list_id, data.subscriber_id)
+        return (data, lists.get_list(data.list_id)), None
     except tokens.TokenError as exc:
-        return _page("Link not valid", str(exc), 410 if exc.expired else 400)
+        if exc.expired:
+            return None, _expired_confirmation(token)
+        return None, _page("Link not valid", str(exc), 400)
+    except NotFound as exc:
+        return None, _page("Subscription not found", exc.message, 404)
+
+
+@router.get("/newsletters/confirm/{token}", response_class=HTMLResponse, summary="The confirmation page (does not confirm)")
+def confirm_page(token: str) -> HTMLResponse:
+    # A GET never confirms: mail scanners follow every link in a message. The button POSTs.
+    target, problem = _confirmation_target(token)
+    if problem is not None:
+        return problem
+    _data, config = target
+    return _page(f"Subscribe to {config['name']}?", "Press the button to confirm your subscription.",
+                 action=f"/newsletters/confirm/{token}", button="Confirm my subscription")
+
+
+@router.post("/newsletters/confirm/{token}", response_class=HTMLResponse, summary="Confirm a subscription")
+def confirm(token: str) -> HTMLResponse:
+    target, problem = _confirmation_target(token)
+    if problem is not None:
+        return problem
+    data, config = target
+    try:
+        lists.confirm(data.list_id, data.subscriber_id)
     except (NotFound, Conflict) as exc:
         return _page("Subscription not found", exc.message, 404)
     return _page("Subscribed", f"You will receive {config['name']}. Every email has a link to unsubscribe.")
@@ -241,7 +282,7 @@ def unsubscribe_page(token: str) -> HTMLResponse:
     except (ApiError, NotFound):
         return _page("Link not valid", "This unsubscribe link is not valid; copy the whole link from the email.", 400)
     return _page(f"Unsubscribe from {config['name']}?", "You will not receive it any more.",
-                 action=f"/unsubscribe/{token}", button="Unsubscribe")
+                 action=f"/unsubscribe/{token}", button="Unsubscribe", fields=(("List-Unsubscribe", "One-Click"),))
 
 
 @router.post("/unsubscribe/{token}", summary="Unsubscribe (RFC 8058 one-click: body List-Unsubscribe=One-Click)")

@@ -90,6 +90,9 @@ def _print_summary(result: dict) -> None:
     counts = result.get("counts", {})
     click.echo(f"{result['id']}: {state}, {result.get('stories', 0)} stories; "
                + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    if result.get("note"):
+        # A paused edition (the SMTP server unreachable) is not an error: beat resumes it.
+        click.echo(f"{result['id']}: {result['note']}", err=True)
 
 
 @click.group("lists")

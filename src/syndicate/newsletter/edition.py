@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .. import dates
+from .headers import one_line
 from .listconfig import subject_template, wants_section
 
 UNSUBSCRIBE_PLACEHOLDER = "@@SYNDICATE-UNSUBSCRIBE-URL@@"
@@ -42,10 +43,15 @@ class Edition:
     def sections(self) -> list[str]:
         return list(dict.fromkeys(s["section"] for s in self.stories))
 
+    @property
+    def list_name(self) -> str:
+        # The schema refuses controls in a list's name; one_line keeps an older stored one inert too.
+        return one_line(self.list["name"])
+
     def variables(self) -> dict[str, Any]:
         """What subject and preheader templates may use."""
         return {
-            "list_name": self.list["name"],
+            "list_name": self.list_name,
             "date": self.date_label,
             "count": len(self.stories),
             "top_headline": self.stories[0]["headline"] if self.stories else "",
@@ -53,12 +59,12 @@ class Edition:
         }
 
     def subject(self) -> str:
-        text = subject_template(self.list["subject"]).render(**self.variables())
-        return " ".join(text.split())  # a header is one line
+        # A header is one line: the template's output is made inert like any newsroom text.
+        return one_line(subject_template(self.list["subject"]).render(**self.variables()))
 
     def preheader(self) -> str:
         if self.list.get("preheader"):
-            return " ".join(subject_template(self.list["preheader"]).render(**self.variables()).split())
+            return one_line(subject_template(self.list["preheader"]).render(**self.variables()))
         if not self.stories:
             return ""
         text = " · ".join(s["headline"] for s in self.stories[1:4]) or self.stories[0]["summary"]
@@ -78,26 +84,34 @@ def _lead_image(article: dict[str, Any]) -> dict[str, Any] | None:
     lead = next((i for i in images if i.get("role") == "lead"), images[0] if images else None)
     if not lead:
         return None
-    return {k: lead.get(k) for k in ("url", "alt", "caption", "credit", "width", "height")}
+    out = {k: one_line(lead.get(k)) or None for k in ("url", "alt", "caption", "credit")}
+    out.update({k: lead.get(k) if isinstance(lead.get(k), int) else None for k in ("width", "height")})
+    return out
 
 
 def story(article: dict[str, Any]) -> dict[str, Any]:
-    """The part of an article a digest shows."""
+    """The part of an article a digest shows, every text made one inert line.
+
+    A digest shows each field as one line or paragraph, so controls and Unicode
+    line separators from the newsroom become spaces here, before any template:
+    they can then neither break a line of the text part nor reach the HTML.
+    """
     looks = article.get("quickLooks") or {}
+    language = one_line(article.get("language")) or "en"
     return {
         "id": article["id"],
         "version": article.get("version"),
-        "section": article.get("section") or "",
-        "headline": article.get("headline") or "",
-        "url": article.get("url") or "",
-        "summary": article.get("summary") or "",
+        "section": one_line(article.get("section")),
+        "headline": one_line(article.get("headline")),
+        "url": one_line(article.get("url")),
+        "summary": one_line(article.get("summary")),
         "published": article.get("datePublished") or "",
         "image": _lead_image(article),
-        "quick_looks_title": looks.get("title") or "Quick Looks",
-        "bullets": list(looks.get("items") or []),
+        "quick_looks_title": one_line(looks.get("title")) or "Quick Looks",
+        "bullets": [one_line(item) for item in looks.get("items") or []],
         # Each story keeps its own language (and direction) inside an English frame.
-        "language": article.get("language") or "en",
-        "rtl": (article.get("language") or "").split("-")[0].lower() in _RTL_LANGUAGES,
+        "language": language,
+        "rtl": language.split("-")[0].lower() in _RTL_LANGUAGES,
     }
 
 

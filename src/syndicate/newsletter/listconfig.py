@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from email.headerregistry import Address
-from email.utils import parseaddr
 from typing import Any
 
 from jinja2 import TemplateSyntaxError
@@ -18,7 +17,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from ..errors import Problem, ValidationFailed
 from ..schemas import problems as schema_problems
-from . import cron
+from . import cron, headers
 
 DEFAULT_SUBJECT = "{{ list_name }} — {{ date }}: {{ top_headline }}"
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
@@ -40,9 +39,20 @@ def normalize_email(raw: str) -> str:
 
 
 def parse_from(value: str) -> tuple[str, str]:
-    """(display name, address) of a From header value; ValueError if there is no address."""
-    name, address = parseaddr(value)
-    if not address or "@" not in address:
+    """(display name, address) of ``Name <user@domain>`` or ``user@domain``; ValueError if there is no address.
+
+    Read literally, not with email.utils.parseaddr: that parser applies RFC 5322
+    syntax (groups, comments, encoded words) to the display name, and a list's
+    display name is text to show; headers.py writes it back encoded as such.
+    """
+    text = (value or "").strip()
+    name, address = "", text
+    if text.endswith(">") and "<" in text:
+        name, _, address = text[:-1].rpartition("<")
+        name, address = name.strip(), address.strip()
+        if len(name) >= 2 and name[0] == name[-1] == '"':
+            name = re.sub(r"\\(.)", r"\1", name[1:-1])
+    if "@" not in address or any(c.isspace() or c in '<>"(),;:' for c in address):
         raise ValueError(f"{value!r} has no email address; write it as 'Name <user@domain>'")
     return name, address
 
@@ -72,6 +82,7 @@ def problems(doc: Any, default_from: str | None = None) -> list[Problem]:
             try:
                 _, address = parse_from(doc[field])
                 Address(addr_spec=address)
+                headers.address_spec(address)  # editions go out without SMTPUTF8: ASCII only
             except Exception as exc:  # email's parser raises several types; all mean "not an address"
                 found.append(Problem(f"$.{field}", str(exc)))
     for field in ("subject", "preheader"):

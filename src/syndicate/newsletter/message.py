@@ -25,15 +25,11 @@ from email.utils import formatdate
 from urllib.parse import quote
 
 from .edition import UNSUBSCRIBE_PLACEHOLDER
+from . import headers
 from .listconfig import parse_from, sender_domain
 
 CRLF = b"\r\n"
 _POLICY = policy.SMTP.clone(max_line_length=78)
-
-
-def _header(name: str, value: str) -> bytes:
-    # Through the header factory, so non-ASCII text always becomes RFC 2047 encoded words.
-    return _POLICY.header_factory(name, value).fold(policy=_POLICY).encode("ascii")
 
 
 def _qp(text: str) -> bytes:
@@ -63,8 +59,9 @@ def mailto_unsubscribe(address: str, token: str) -> str:
     return f"mailto:{address}?subject={quote('unsubscribe ' + token)}"
 
 
-def list_id(list_config: dict, domain: str) -> str:
-    return f"{list_config['name']} <{list_config['id']}.{domain}>"
+def _mailbox(name: str, value: str) -> bytes:
+    display, address = parse_from(value)
+    return headers.mailbox(name, display, address)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,17 +85,18 @@ class EditionMessage:
         self.edition_id = edition_id
         self.unsubscribe_address = list_config.get("unsubscribeMailto") or f"unsubscribe@{self.domain}"
         boundary = "=_syndicate_" + secrets.token_hex(12)
+        # Every header is written by headers.py: newsroom and list text never meets a header parser.
         head = [
-            _header("From", from_value),
-            _header("Subject", subject),
-            _header("Date", formatdate(date, localtime=False, usegmt=True)),
-            _header("MIME-Version", "1.0"),
-            _header("List-Id", list_id(list_config, self.domain)),
-            _header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-            _header("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+            _mailbox("From", from_value),
+            headers.unstructured("Subject", subject),
+            headers.raw("Date", formatdate(date, localtime=False, usegmt=True)),
+            headers.raw("MIME-Version", "1.0"),
+            headers.list_id(list_config["name"], f"{list_config['id']}.{self.domain}"),
+            headers.raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            headers.raw("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
         ]
         if list_config.get("replyTo"):
-            head.insert(1, _header("Reply-To", list_config["replyTo"]))
+            head.insert(1, _mailbox("Reply-To", list_config["replyTo"]))
         self._head = b"".join(head)
         part_head = "--{b}\r\nContent-Type: text/{kind}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
         self._pieces: list[bytes] = [b"This is a multi-part message in MIME format.\r\n\r\n"]
@@ -134,17 +132,23 @@ class EditionMessage:
 
 def simple_message(from_value: str, recipient: str, subject: str, text: str, html: str | None = None,
                    extra_headers: dict[str, str] | None = None) -> tuple[str, bytes]:
-    """A one-off message (the subscription confirmation): (envelope sender, bytes)."""
+    """A one-off message (the subscription confirmation): (envelope sender, bytes).
+
+    The email package builds only the MIME body here; the headers that carry list
+    text are written by headers.py, like an edition's.
+    """
     _, sender = parse_from(from_value)
-    msg = EmailMessage(policy=_POLICY)
-    msg["From"] = from_value
-    msg["To"] = recipient
-    msg["Subject"] = subject
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = f"<{secrets.token_hex(12)}@{sender_domain(sender)}>"
-    for name, value in (extra_headers or {}).items():
-        msg[name] = value
-    msg.set_content(text, cte="quoted-printable")
+    body = EmailMessage(policy=_POLICY)
+    body.set_content(text, cte="quoted-printable")
     if html is not None:
-        msg.add_alternative(html, subtype="html", cte="quoted-printable")
-    return sender, msg.as_bytes()
+        body.add_alternative(html, subtype="html", cte="quoted-printable")
+    head = [
+        _mailbox("From", from_value),
+        headers.raw("To", headers.address_spec(recipient)),
+        headers.unstructured("Subject", subject),
+        headers.raw("Date", formatdate(usegmt=True)),
+        headers.raw("Message-ID", f"<{secrets.token_hex(12)}@{sender_domain(sender)}>"),
+    ]
+    head += [headers.raw(name, value) for name, value in (extra_headers or {}).items()]
+    # as_bytes() starts with the body's own MIME headers (MIME-Version, Content-Type): ours go first.
+    return sender, b"".join(head) + body.as_bytes()

@@ -70,7 +70,7 @@ def _context(edition: Edition, full: int, headlines: int | None = None) -> dict[
     return {
         "subject": edition.subject(),
         "preheader": edition.preheader(),
-        "list_name": edition.list["name"],
+        "list_name": edition.list_name,
         "date": edition.date_label,
         "groups": trimmed.groups() if shown else [],
         "overflow": overflow,

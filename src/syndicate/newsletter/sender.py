@@ -66,6 +66,10 @@ class AuthenticationFailed(DeliveryError):
     """The SMTP server refused our credentials: no recipient can be sent until the operator fixes them."""
 
 
+class SmtpUnavailable(DeliveryError):
+    """The SMTP server cannot be reached: the edition pauses, its recipients keep their attempts."""
+
+
 class Sender:
     def __init__(self, eid: str, list_id: str, content: dict[str, Any], owner: str,
                  progress: Callable[[int], None] | None, r: redis.Redis,
@@ -143,10 +147,9 @@ class Sender:
         try:
             for i, (address, sid) in enumerate(batch):
                 if conn is None:
-                    for rest, _ in batch[i:]:
-                        retry |= editions.record_transient(self.eid, rest, self.connect_error, self.max_attempts, self.r)
-                        self.progress(1)
-                    return retry
+                    # The server is down, not these recipients' mailboxes: they stay claimable
+                    # (never "committing") and the next run sends them, however long the outage.
+                    raise SmtpUnavailable(f"cannot reach the SMTP server {self.smtp.redacted()} ({self.connect_error})")
                 copy = prepared.pop(i, None) or self._copy(address, sid)
 
                 def prepare_next(j: int = i + 1) -> None:

@@ -17,38 +17,24 @@ from typing import Any
 
 import redis
 
-from .. import events
+from .. import deadletters
 from ..config import get_settings
 from ..errors import ConfigError, Conflict, DeliveryError, NotFound
 from ..store import get_redis, key
-from . import cron, editions, lists, render, tokens
-from .edition import UNSUBSCRIBE_PLACEHOLDER, Edition, select
+from . import contents, cron, editions, lists, render, tokens
+from .edition import UNSUBSCRIBE_PLACEHOLDER, Edition
+from .headers import one_line
 from .message import simple_message
-from .sender import AuthenticationFailed, LeaseLost, Sender
+from .sender import AuthenticationFailed, LeaseLost, Sender, SmtpUnavailable
 from .smtpurl import parse_smtp_url
 from .transport import Outcome, SmtpConnection
 
-__all__ = ["AuthenticationFailed", "LeaseLost", "run_edition", "resume", "open_due", "open_manual", "preview", "stalled", "summary"]
+__all__ = ["AuthenticationFailed", "LeaseLost", "SmtpUnavailable", "run_edition", "resume", "open_due", "open_manual", "preview", "stalled", "summary"]
 
 log = logging.getLogger("syndicate.newsletter")
-FIRST_EDITION_WINDOW = 24 * 3600
 
 
 # --- choosing stories --------------------------------------------------------
-
-def _recent_ids(since: float, client: redis.Redis) -> list[str]:
-    # The first edition carries the last 24 h: live articles by datePublished (events' index).
-    return client.zrevrangebyscore(key("articles"), "+inf", since)
-
-
-def _stories(config: dict[str, Any], staged_ids: list[str], window_start: str,
-             now: float, client: redis.Redis) -> list[dict[str, Any]]:
-    ids = list(dict.fromkeys(staged_ids))
-    if not window_start:
-        ids += [i for i in _recent_ids(now - FIRST_EDITION_WINDOW, client) if i not in ids]
-    exclude = editions.included(config["id"], ids, client)
-    return select(config, (events.get_article(i, client) for i in ids), exclude)
-
 
 def next_edition(list_id: str, client: redis.Redis | None = None) -> Edition:
     """What the next edition would carry now, without rotating anything (preview)."""
@@ -56,16 +42,15 @@ def next_edition(list_id: str, client: redis.Redis | None = None) -> Edition:
     config = lists.get_list(list_id, r)
     state = lists.list_state(list_id, r)
     now = time.time()
-    stories = _stories(config, editions.staged(list_id, r), state.get("last_edition_at", ""), now, r)
+    stories = contents.stories(config, editions.staged(list_id, r), state.get("last_edition_at", ""), now, r)
     return Edition("preview", config, stories, dt.datetime.fromtimestamp(now, dt.timezone.utc), get_settings().site_url)
 
 
 def preview(list_id: str, fmt: str = "html") -> tuple[str, int]:
     """(document, story count); the unsubscribe link points nowhere."""
-    edition = next_edition(list_id)
-    if not edition.stories:
+    edition, rendered = contents.render_isolated(next_edition(list_id), lambda article_id, exc: None)
+    if rendered is None:
         return "", 0
-    rendered = render.render(edition)
     body = rendered.html if fmt == "html" else rendered.text
     return body.replace(UNSUBSCRIBE_PLACEHOLDER, "#unsubscribe-preview"), len(edition.stories)
 
@@ -83,22 +68,44 @@ def open_manual(list_id: str) -> str:
     return eid
 
 
-def open_due(now: dt.datetime | None = None) -> list[str]:
-    """Open the edition of every list whose latest cron slot has no edition yet; return their ids.
+# Slots missed while beat was down are opened when it comes back, up to this many per list; the
+# stories of older ones are not lost (they wait in the pending hash and go out in the first one opened).
+MAX_CATCH_UP = 24
 
-    Keyed by slot, so a beat that fires twice (or two beats) opens one edition.
+
+def due_slots(config: dict[str, Any], state: dict[str, str], now: dt.datetime) -> list[dt.datetime]:
+    """The list's cron slots that came by ``now`` and have no edition yet, oldest first.
+
+    Before its first scheduled edition a list has nothing to catch up: only its
+    latest slot is due (every staged story goes into it).
+    """
+    created = float(state.get("created_at") or 0)
+    last = float(state.get("last_slot") or 0)
+    limit = MAX_CATCH_UP if last else 1
+    slots: list[dt.datetime] = []
+    slot = cron.previous_fire(config["schedule"], config["timezone"], now)
+    while slot is not None and slot.timestamp() > last and slot.timestamp() >= created and len(slots) < limit:
+        slots.append(slot)
+        slot = cron.previous_fire(config["schedule"], config["timezone"], slot - dt.timedelta(seconds=1))
+    return slots[::-1]
+
+
+def open_due(now: dt.datetime | None = None) -> list[str]:
+    """Open an edition for every cron slot of every list that came and has none yet; return their ids.
+
+    Keyed by slot, so a beat that fires twice (or two beats) opens one edition;
+    a slot that passed while beat was down is opened when it comes back (a new
+    list waits for its first slot after creation). Opening in slot order rotates
+    the staged stories into the first one; the later ones are recorded skipped.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     opened = []
     r = get_redis()
     for config in lists.all_lists(r):
-        slot = cron.previous_fire(config["schedule"], config["timezone"], now)
-        created = float(lists.list_state(config["id"], r).get("created_at") or 0)
-        if slot is None or slot.timestamp() < created:
-            continue  # a new list waits for its first slot after creation
-        eid = scheduled_edition_id(config["id"], slot)
-        if editions.open_edition(eid, config["id"], slot.isoformat(), "scheduled", slot.timestamp(), r) == 1:
-            opened.append(eid)
+        for slot in due_slots(config, lists.list_state(config["id"], r), now):
+            eid = scheduled_edition_id(config["id"], slot)
+            if editions.open_edition(eid, config["id"], slot.isoformat(), "scheduled", slot.timestamp(), r) == 1:
+                opened.append(eid)
     return opened
 
 
@@ -130,14 +137,22 @@ def _build(eid: str, record: dict[str, str], r: redis.Redis) -> bool:
         editions.retain(eid, get_settings().newsletter_retention_days, r)
         return False
     now = time.time()
-    stories = _stories(config, editions.edition_story_ids(eid, r), record.get("window_start", ""), now, r)
+    staged = editions.edition_story_ids(eid, r)
+
+    def dead_letter(article_id: str, exc: Exception) -> None:
+        # Re-staging the story for this list's next edition redoes the work once the record is fixed.
+        deadletters.record("newsletter", f"{type(exc).__name__}: {exc}", task="syndicate.newsletter.stage_article",
+                           args=[list_id, article_id], article_id=article_id, subject=eid, client=r)
+
+    stories = contents.stories(config, staged, record.get("window_start", ""), now, r, dead_letter)
+    edition = Edition(eid, config, stories, dt.datetime.fromtimestamp(now, dt.timezone.utc), get_settings().site_url)
+    edition, rendered = contents.render_isolated(edition, dead_letter)
+    stories = edition.stories
     if not stories:
         editions.finish_build(eid, list_id, None, [], "no new stories since the previous edition", r)
         editions.retain(eid, get_settings().newsletter_retention_days, r)
         log.info("edition %s skipped: no stories", eid)
         return False
-    edition = Edition(eid, config, stories, dt.datetime.fromtimestamp(now, dt.timezone.utc), get_settings().site_url)
-    rendered = render.render(edition)
     content = {"list": config, "subject": rendered.subject, "html": rendered.html, "text": rendered.text,
                "stories": [s["id"] for s in stories], "full": rendered.full_stories,
                "linked_only": rendered.linked_only, "issued_at": now}
@@ -162,6 +177,11 @@ def run_edition(eid: str, progress: Callable[[int], None] | None = None) -> dict
         record = editions.get_edition(eid, r)
         try:
             Sender(eid, record["list"], json.loads(record["content"]), owner, progress, r).run()
+        except SmtpUnavailable as exc:
+            # Not the recipients' fault: none of them is charged an attempt. The edition stays
+            # "sending" with no lease, so beat's tick resumes it (every 20 s) until the server is back.
+            log.warning("edition %s paused: %s", eid, exc)
+            return {**summary(eid), "note": f"paused: {exc}; beat resumes it"}
         except AuthenticationFailed as exc:
             # Not retried: beat would only repeat the refusal. Recorded on the edition for the operator.
             log.error("edition %s stopped: %s", eid, exc)
@@ -213,20 +233,27 @@ def request_subscription(list_id: str, email: str) -> str | None:
     return record["sid"]
 
 
+def confirmation_token(list_id: str, subscriber_id: str, issued_at: float | None = None) -> str:
+    """The signed link token; it expires SYNDICATE_NEWSLETTER_CONFIRM_HOURS (hours, default 48) after issue."""
+    settings = get_settings()
+    issued = time.time() if issued_at is None else issued_at
+    expires = int(issued + settings.newsletter_confirm_hours * 3600)
+    return tokens.sign(settings.secret_key, tokens.CONFIRM, list_id, subscriber_id, expires)
+
+
 def send_confirmation(list_id: str, subscriber_id: str) -> Outcome | None:
     settings = get_settings()
     config = lists.get_list(list_id)
     address = lists.address_of(list_id, subscriber_id)
     if address is None:
         return None
-    expires = int(time.time() + settings.newsletter_confirm_hours * 3600)
-    token = tokens.sign(settings.secret_key, tokens.CONFIRM, list_id, subscriber_id, expires)
-    context = {"list_name": config["name"], "url": f"{settings.public_url}/newsletters/confirm/{token}",
-               "hours": int(settings.newsletter_confirm_hours), "description": config.get("description", "")}
+    token = confirmation_token(list_id, subscriber_id)
+    context = {"list_name": one_line(config["name"]), "url": f"{settings.public_url}/newsletters/confirm/{token}",
+               "hours": int(settings.newsletter_confirm_hours), "description": one_line(config.get("description"))}
     text = render.render_page("confirm_email.txt", **context)
     html = render.render_page("confirm_email.html", **context)
     sender, data = simple_message(config.get("fromAddress") or settings.newsletter_from, address,
-                                  f"Confirm your subscription to {config['name']}", text, html)
+                                  f"Confirm your subscription to {context['list_name']}", text, html)
     smtp = parse_smtp_url(settings.smtp_url)
     try:
         with SmtpConnection(smtp) as conn:
