@@ -160,3 +160,24 @@ def test_no_files_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["validate"])
     assert result.exit_code == 2
     assert "FILES" in result.output
+
+
+HOSTILE_FILES = {
+    "duplicate keys": (b'{"id": "a", "id": "b"}', "appears twice"),
+    "NaN": (b'{"version": NaN}', "NaN is not a JSON number"),
+    "1e400": (b'{"version": 1e400}', "too large for a double"),
+    "lone surrogate": (b'{"headline": "\\ud800"}', "lone UTF-16 surrogate"),
+    "nesting 100000 deep": (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+    "a 5000-digit integer": (b'{"version": ' + b"9" * 5000 + b"}", "4300 digits"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_FILES))
+def test_hostile_json_files_are_invalid_not_a_traceback(tmp_path, name):
+    raw, said = HOSTILE_FILES[name]
+    path = tmp_path / "hostile.json"
+    path.write_bytes(raw)
+    result = run(str(path))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert said in result.stderr and "$:" in result.stderr

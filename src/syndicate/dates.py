@@ -20,7 +20,7 @@ import re
 from rfc3339_validator import validate_rfc3339
 
 # Only to find the seconds field; the grammar itself is checked by rfc3339_validator.
-_SECONDS = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:)(\d{2})(\.\d+)?(.*)$", re.ASCII)
+_SECONDS = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:)(\d{2})(\.\d+)?([^\n]*)", re.ASCII)
 UTC = dt.timezone.utc
 # A day's margin inside Python's years 1..9999, so converting to any time zone
 # (a newsletter's, a reader's) can never overflow.
@@ -36,8 +36,11 @@ def parse(value: str) -> dt.datetime:
     """An RFC 3339 date-time as an aware UTC datetime; ``DateError`` with the reason otherwise."""
     if not isinstance(value, str):
         raise DateError("must be a string")
-    text = value.upper()
-    match = _SECONDS.match(text)
+    # Only the two letters RFC 3339 lets be lower-case are folded: str.upper() would change
+    # other characters too (ß becomes SS), so the grammar would check a different text.
+    text = value.replace("t", "T").replace("z", "Z")
+    # fullmatch: a trailing newline, which "$" tolerates (here and in rfc3339_validator), is refused.
+    match = _SECONDS.fullmatch(text)
     if match is None:
         raise DateError("must be an RFC 3339 date-time with a time zone offset or Z")
     head, seconds, fraction, zone = match.groups()

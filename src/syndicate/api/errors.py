@@ -1,7 +1,16 @@
-"""API error responses: one JSON shape for every 4xx and 5xx."""
+"""API error responses: one JSON shape for every 4xx and 5xx.
+
+When the store (Redis, also the broker) cannot be reached, is still loading its
+data, refuses writes or is full, every endpoint answers 503 with Retry-After and
+the JSON body, whichever route met the error: the client retries later, and
+nothing half-done is reported as a server bug.
+"""
 
 from __future__ import annotations
 
+import logging
+
+import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,11 +32,53 @@ class ApiError(Exception):
 
 _STATUS = {ValidationFailed: 422, NotFound: 404, Conflict: 409, ConfigError: 500}
 
+log = logging.getLogger("syndicate.api")
+
+# The store being down, loading (BusyLoadingError is a ConnectionError), read-only after a
+# failover, a replica cut off from its primary, or out of memory under noeviction; kombu's
+# OperationalError is the broker side.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError, redis.exceptions.MasterDownError,
+)
+RETRY_AFTER_SECONDS = 5
+
+
+def _store_errors() -> tuple[type[Exception], ...]:
+    try:
+        from kombu.exceptions import OperationalError
+    except ImportError:  # kombu comes with celery; the API still answers without it
+        return STORE_UNAVAILABLE
+    return (*STORE_UNAVAILABLE, OperationalError)
+
+
+def store_unavailable(exc: Exception) -> JSONResponse:
+    """503 + Retry-After for an unreachable store; the detail is logged, not shown to clients."""
+    log.warning("store unavailable: %s: %s", type(exc).__name__, exc)
+    return JSONResponse(
+        {"error": "store_unavailable",
+         "message": f"the data store is unavailable ({type(exc).__name__}); retry in {RETRY_AFTER_SECONDS} seconds",
+         "retry_after": RETRY_AFTER_SECONDS},
+        status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    async def _store_down(_request: Request, exc: Exception) -> JSONResponse:
+        return store_unavailable(exc)
+
+    for cls in _store_errors():
+        app.add_exception_handler(cls, _store_down)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # Starlette still logs the traceback; the client gets the JSON shape, not bare text.
+        return JSONResponse({"error": "internal_error", "message": "unexpected server error; it was logged, "
+                             "retry later or report it"}, status_code=500)
 
     @app.exception_handler(SyndicateError)
     async def _syndicate_error(_request: Request, exc: SyndicateError) -> JSONResponse:

@@ -65,6 +65,22 @@ def components(schema_name: str, title: str) -> dict[str, Any]:
     return out
 
 
+STORE_UNAVAILABLE_RESPONSE = {
+    "description": "The data store is unreachable, loading or refusing writes: retry after Retry-After seconds",
+    "headers": {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}},
+}
+
+
+def _document_store_unavailable(doc: dict[str, Any]) -> None:
+    # Every operation can meet a down store (api/errors.py answers it centrally), so every
+    # operation documents the 503 and its Retry-After header.
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                documented = operation["responses"].setdefault("503", dict(STORE_UNAVAILABLE_RESPONSE))
+                documented.setdefault("headers", STORE_UNAVAILABLE_RESPONSE["headers"])
+
+
 def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -80,6 +96,7 @@ def install(app: FastAPI) -> None:
         for name, title in COMPONENT_SCHEMAS:
             schemas.update(components(name, title))
         doc["components"].setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+        _document_store_unavailable(doc)
         app.openapi_schema = doc
         return doc
 

@@ -29,16 +29,55 @@ def expand(paths: tuple[str, ...]) -> list[Path]:
     return out
 
 
+class _Refused(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _Refused(f"the key {json.dumps(k)} appears twice in one object; keep one")
+        out[k] = v
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _Refused(f"the number {text[:40]} is too large for a double")
+    return value
+
+
 def load_document(path: Path) -> Any:
-    """Parse ``path`` as JSON; a read or parse failure is a ValidationFailed at ``$``."""
+    """Parse ``path`` as JSON; a read or parse failure is a ValidationFailed at ``$``.
+
+    The API's body rules (syndicate.api.body) hold here too, so a file the API would
+    refuse is refused before it reaches Redis: duplicate keys, NaN and Infinity,
+    numbers beyond a double, lone surrogate escapes, absurd nesting. They are
+    restated here rather than imported because the CLI must not load FastAPI.
+    """
     try:
-        return json.loads(path.read_bytes().decode("utf-8"))
+        doc = json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=_no_duplicates,
+                         parse_constant=_no_constant, parse_float=_finite)
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        return doc
     except FileNotFoundError:
         raise ValidationFailed([Problem("$", f"no such file: {path}")]) from None
     except UnicodeDecodeError as exc:
         raise ValidationFailed([Problem("$", f"not valid UTF-8 at byte {exc.start}")]) from None
+    except UnicodeEncodeError:
+        raise ValidationFailed([Problem("$", "holds a lone UTF-16 surrogate escape (\\ud800-\\udfff)")]) from None
     except json.JSONDecodeError as exc:
         raise ValidationFailed([Problem("$", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]) from None
+    except RecursionError:
+        raise ValidationFailed([Problem("$", "nested too deep to read")]) from None
+    except ValueError as exc:  # _Refused, or an integer past Python's 4300-digit limit
+        raise ValidationFailed([Problem("$", str(exc))]) from None
 
 
 def load_article(path: Path) -> dict[str, Any]:

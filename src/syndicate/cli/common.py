@@ -10,6 +10,7 @@ import functools
 import json
 import sys
 from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -17,6 +18,35 @@ from ..errors import ConfigError, SyndicateError, ValidationFailed
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+
+
+def store_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean Redis (the store and broker) is unreachable, loading, read-only or full."""
+    import redis.exceptions
+    from kombu.exceptions import OperationalError
+
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ReadOnlyError,
+            redis.exceptions.OutOfMemoryError, redis.exceptions.MasterDownError, OperationalError)
+
+
+def _shown_url(url: str) -> str:
+    # The URL may carry a password; the message names the host, never the secret.
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def store_down_line(exc: BaseException) -> str:
+    """One line that says what failed and what to do."""
+    from ..config import get_settings
+
+    url = get_settings().redis_url or "(SYNDICATE_REDIS_URL not set)"
+    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return (f"error: Redis at {_shown_url(url)} is unavailable ({reason}); start it or point "
+            "SYNDICATE_REDIS_URL at a running Redis, then run the command again")
 
 
 def echo_json(data: Any) -> None:
@@ -30,12 +60,15 @@ def report_problems(source: str, exc: ValidationFailed) -> None:
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn SyndicateError into a clear message and the right exit code."""
+    """Turn SyndicateError and an unreachable store into a clear message and the right exit code."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except store_errors() as exc:
+            click.echo(store_down_line(exc), err=True)
+            sys.exit(EXIT_FAILED)
         except ValidationFailed as exc:
             report_problems("input", exc)
             sys.exit(EXIT_BAD_INPUT)

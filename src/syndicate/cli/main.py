@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .. import __version__
 from . import articles, digest, feeds, operations, partners, run
+from .common import EXIT_FAILED, store_down_line, store_errors
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,7 +23,13 @@ for module in (articles, run, operations, feeds, partners, digest):
 
 
 def main() -> None:
-    cli(prog_name="syndicate")
+    # Commands not wrapped in handle_errors are covered here too: an unreachable store is
+    # one line and exit 1 for every command, never a traceback.
+    try:
+        cli(prog_name="syndicate")
+    except store_errors() as exc:
+        click.echo(store_down_line(exc), err=True)
+        sys.exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":

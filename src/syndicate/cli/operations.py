@@ -72,36 +72,64 @@ def dead_letters_group() -> None:
     """Tasks that failed for good, kept so they can be put back."""
 
 
+def _one_line(text: object, limit: int = 200) -> str:
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _describe(index: int, record: dict) -> str:
+    """One line per dead letter: channel, article (if any), error, and the task that redoes it.
+
+    Older records named the queue but not the channel, and a skipped story may carry no
+    task, so every field is read with a fallback.
+    """
+    channel = record.get("channel") or record.get("queue") or "?"
+    article = record.get("article_id") or "-"
+    redo = f"{record['task']} {json.dumps(record.get('args') or [], ensure_ascii=False)}" if record.get("task") \
+        else "(no task: cannot be requeued)"
+    return f"{index}  {channel:<10} article {article}  error: {_one_line(record.get('error'))}  redo: {redo}"
+
+
 @dead_letters_group.command("list")
 @click.option("--limit", default=20, show_default=True)
 @handle_errors
 def dead_letters_list(limit: int) -> None:
-    from workers.base import dead_letters
+    """The newest dead letters: channel, article, error and the task that redoes the work."""
+    from .. import deadletters
 
-    for i, record in enumerate(dead_letters(limit)):
-        click.echo(f"{i}  {record['task']}  {json.dumps(record['args'])}  {record['error']}")
+    records = deadletters.listing(limit)
+    if not records:
+        click.echo("no dead letters")
+    for i, record in enumerate(records):
+        click.echo(_describe(i, record))
 
 
 @dead_letters_group.command("requeue")
 @click.option("--all", "everything", is_flag=True, help="Put every dead letter back on its queue.")
 @handle_errors
 def dead_letters_requeue(everything: bool) -> None:
-    """Send dead-lettered tasks again, oldest first."""
+    """Send dead-lettered tasks again, oldest first; each record goes only once its task is sent."""
     from workers.app import app
     from ..store import get_redis, key
 
     client = get_redis()
-    count = 0
-    while True:
-        raw = client.rpop(key("dead-letters"))
-        if raw is None:
-            break
-        record = json.loads(raw)
-        app.send_task(record["task"], args=record["args"], kwargs=record["kwargs"])
+    count = kept = 0
+    # Oldest first (the list is newest first). A record leaves the list only after its task
+    # was handed to the broker, so a broker failure midway loses nothing.
+    for raw in reversed(client.lrange(key("dead-letters"), 0, -1)):
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            record = {}
+        if not isinstance(record, dict) or not record.get("task"):
+            kept += 1
+            continue
+        app.send_task(record["task"], args=record.get("args") or [], kwargs=record.get("kwargs") or {})
+        client.lrem(key("dead-letters"), -1, raw)
         count += 1
         if not everything:
             break
-    click.echo(f"requeued {count} task(s)")
+    click.echo(f"requeued {count} task(s)" + (f"; {kept} record(s) without a task stay listed" if kept else ""))
 
 
 COMMANDS = [status_cmd, events_group, reconcile_cmd, dead_letters_group]
