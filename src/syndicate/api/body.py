@@ -198,7 +198,14 @@ async def read_json(request: Request, *, want_object: bool = True) -> Any:
     if media != "application/json" and not media.endswith("+json"):
         raise ApiError(415, "unsupported_media_type",
                        f"send the body as JSON with 'Content-Type: application/json' (got {content_type or 'none'!r})")
-    limit = get_settings().max_body_bytes
+    raw = await read_limited(request, get_settings().max_body_bytes)
+    # Parsing a megabyte and walking it takes milliseconds: off the event loop, so other requests go on.
+    return await run_in_threadpool(parse_body, raw, want_object=want_object)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 past ``limit`` bytes: checked on Content-Length and again while
+    streaming, so neither a lying header nor a chunked body can make the server hold more."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "payload_too_large", f"the body is over the {limit}-byte limit; shorten it", limit=limit)
@@ -209,5 +216,4 @@ async def read_json(request: Request, *, want_object: bool = True) -> Any:
         if size > limit:
             raise ApiError(413, "payload_too_large", f"the body is over the {limit}-byte limit; shorten it", limit=limit)
         chunks.append(chunk)
-    # Parsing a megabyte and walking it takes milliseconds: off the event loop, so other requests go on.
-    return await run_in_threadpool(parse_body, b"".join(chunks), want_object=want_object)
+    return b"".join(chunks)

@@ -23,7 +23,7 @@ from ..errors import Conflict, NotFound, Problem, ValidationFailed
 from ..newsletter import editions, lists, render, service, tokens
 from ..newsletter.headers import one_line
 from .auth import require_admin_token
-from .body import read_json
+from .body import read_json, read_limited
 from .errors import ApiError
 from .openapi import json_body
 
@@ -31,6 +31,8 @@ router = APIRouter(tags=["newsletters"])
 admin = [Depends(require_admin_token)]
 LIST_ID = Path(..., pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="The list's id.")
 MAX_CSV_BYTES = 20 * 1024 * 1024
+# Subscribe and one-click unsubscribe forms carry an address or a single field.
+MAX_FORM_BYTES = 65_536
 
 
 def _page(title: str, message: str, status: int = 200, action: str | None = None, button: str = "",
@@ -88,7 +90,10 @@ def get_subscribers(list_id: str = LIST_ID,
 
 
 @router.post("/v1/newsletters/{list_id}/subscribers", dependencies=admin, status_code=201,
-             summary="Add a confirmed subscriber (the admin vouches for consent)")
+             summary="Add a confirmed subscriber (the admin vouches for consent)",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+                 "type": "object", "required": ["email"],
+                 "properties": {"email": {"type": "string", "description": "the subscriber's address"}}}}}}})
 async def post_subscriber(request: Request, list_id: str = LIST_ID) -> JSONResponse:
     doc = await read_json(request)
     if not isinstance(doc, dict) or not isinstance(doc.get("email"), str):
@@ -112,9 +117,7 @@ async def import_subscribers(request: Request, list_id: str = LIST_ID) -> JSONRe
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "text/csv":
         raise ApiError(415, "unsupported_media_type", "send the CSV with 'Content-Type: text/csv'")
-    raw = await request.body()
-    if len(raw) > MAX_CSV_BYTES:
-        raise ApiError(413, "payload_too_large", f"the CSV is over {MAX_CSV_BYTES} bytes; split it")
+    raw = await read_limited(request, MAX_CSV_BYTES)
     try:
         reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
     except UnicodeDecodeError:
@@ -183,8 +186,11 @@ def preview(list_id: str = LIST_ID, format: str = Query("html", pattern="^(html|
 async def _form(request: Request) -> dict[str, str]:
     """Form fields of a urlencoded or multipart body (RFC 8058 allows both), or JSON."""
     media = request.headers.get("content-type", "")
-    raw = (await request.body())[:65536]
     kind = media.split(";")[0].strip().lower()
+    if kind == "application/json" or kind.endswith("+json"):
+        doc = await read_json(request)
+        return {k: v for k, v in doc.items() if isinstance(v, str)} if isinstance(doc, dict) else {}
+    raw = await read_limited(request, MAX_FORM_BYTES)
     if kind == "application/x-www-form-urlencoded":
         return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
     if kind == "multipart/form-data":
@@ -195,9 +201,6 @@ async def _form(request: Request) -> dict[str, str]:
             if name:
                 out[name] = str(part.get_content()).strip()
         return out
-    if kind == "application/json" or kind.endswith("+json"):
-        doc = await read_json(request)
-        return {k: v for k, v in doc.items() if isinstance(v, str)} if isinstance(doc, dict) else {}
     return {}
 
 
