@@ -185,3 +185,116 @@ def http():
 
     with requests.Session() as session:
         yield session
+
+
+class Deployment:
+    """A deployment of its own inside the test run, driven through real ``syndicate`` processes.
+
+    It has its own key prefix (broker queues included) under the run's prefix, so the run's
+    cleanup removes it, and the session's in-process worker never sees its queues: a test
+    decides which queues have a worker, and when. Fault tests kill and restart these
+    processes; ``redis_url`` points it at a Redis server the test runs itself.
+    """
+
+    def __init__(self, tmp_path: Path, redis_url: str | None = None, **settings: object) -> None:
+        import redis
+
+        self.tmp = tmp_path
+        self.prefix = f"{os.environ['SYNDICATE_REDIS_PREFIX']}dep{uuid.uuid4().hex[:8]}:"
+        self.redis_url = redis_url or os.environ["SYNDICATE_REDIS_URL"]
+        self.env = {
+            **os.environ,
+            "SYNDICATE_REDIS_URL": self.redis_url,
+            "SYNDICATE_REDIS_PREFIX": self.prefix,
+            "SYNDICATE_DATA_DIR": str(tmp_path / "data"),
+            "PYTHONUNBUFFERED": "1",
+            **{f"SYNDICATE_{name.upper()}": str(value) for name, value in settings.items()},
+        }
+        self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=10)
+        self.workers: dict[str, "subprocess.Popen[bytes]"] = {}
+
+    def key(self, *parts: object) -> str:
+        return self.prefix + ":".join(str(p) for p in parts)
+
+    def broker_key(self, name: str) -> str:
+        """A broker key (a queue's list, ``unacked``) as kombu names it under the prefix."""
+        return f"{self.prefix}broker:{name}"
+
+    def cli(self, *args: str, timeout: float = 60) -> "subprocess.CompletedProcess[str]":
+        import subprocess
+        import sys
+
+        return subprocess.run([sys.executable, "-m", "syndicate.cli.main", *args], env=self.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def publish(self, article: dict) -> str:
+        """Publish straight to Redis with ``syndicate publish`` (commit, then enqueue); returns the event id."""
+        import re
+
+        path = self.tmp / f"{article['id']}-v{article['version']}.json"
+        path.write_text(json.dumps(article), encoding="utf-8")
+        done = self.cli("publish", str(path))
+        found = re.search(r"accepted \S+ (evt_\w+)", done.stdout)
+        assert done.returncode == 0 and found, done.stdout + done.stderr
+        return found.group(1)
+
+    def start_worker(self, name: str, queues: str, concurrency: int = 1, ready_timeout: float = 60):
+        """A real ``syndicate worker`` (prefork) in its own process group; waits until it is ready."""
+        import subprocess
+        import sys
+
+        log = self.tmp / f"{name}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "syndicate.cli.main", "worker", "-Q", queues, "-c", str(concurrency),
+                 "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h"],
+                env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.workers[name] = proc
+        wait_for(lambda: proc.poll() is not None or " ready." in self.log(name), timeout=ready_timeout,
+                 message=f"worker {name} ready")
+        assert proc.poll() is None, self.log(name)[-3000:]
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def receipts(self, queue: str) -> list[dict]:
+        return [json.loads(x) for x in self.redis.lrange(self.key("receipts", queue), 0, -1)]
+
+    def receipt_count(self, queue: str, subject: str) -> int:
+        return sum(1 for r in self.receipts(queue) if r["subject"] == subject)
+
+    def stop_worker(self, name: str, timeout: float = 30) -> None:
+        import signal
+        import subprocess
+
+        proc = self.workers.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def close(self) -> None:
+        for name in list(self.workers):
+            try:
+                self.stop_worker(name)
+            except ProcessLookupError:
+                pass
+        self.redis.close()
+
+
+@pytest.fixture()
+def deployment(tmp_path):
+    """A :class:`Deployment` on the run's Redis; its workers are stopped afterwards."""
+    dep = Deployment(tmp_path)
+    try:
+        yield dep
+    finally:
+        dep.close()

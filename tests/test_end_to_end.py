@@ -1,4 +1,5 @@
-"""An article posted to the API reaches a task on every channel queue, run by a real worker."""
+"""An article posted to the API reaches a task on every channel queue, run by a real worker,
+and each channel's receipt settles what the fan-out recorded it owed."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 
 from conftest import INGEST_AUTH, unique_article, wait_for
 
-from workers.base import receipts
+from syndicate import events
+from workers.base import CHANNEL_TASKS, receipts
 
 
 def test_posted_story_reaches_every_channel_queue(api_server, celery_worker, http, redis_client):
@@ -18,3 +20,6 @@ def test_posted_story_reaches_every_channel_queue(api_server, celery_worker, htt
 
     for queue in ("ingest", "feeds", "webhooks", "newsletter"):
         wait_for(lambda: any(r["subject"] == event_id for r in receipts(queue)), message=f"{queue} receipt")
+    # Nothing is left for the reconciler to re-dispatch.
+    for channel in CHANNEL_TASKS:
+        wait_for(lambda: redis_client.zscore(events.owed_key(channel), event_id) is None, message=f"{channel} settled")

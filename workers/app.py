@@ -8,17 +8,27 @@ Reliability settings are chosen on purpose:
 * ``worker_prefetch_multiplier = 1``: the tasks do I/O (HTTP, SMTP, Redis); a
   worker must not hoard messages another idle worker could run.
 * ``task_ignore_result``: nothing reads results; state lives in the store.
-* ``visibility_timeout`` above the longest task time limit: the Redis transport
-  redelivers an unacked message after it, so a slow task must finish well before.
-  Long waits (webhook retries) live in a Redis schedule, never in ETA/countdown.
+* ``visibility_timeout`` (``SYNDICATE_VISIBILITY_TIMEOUT``, 90 s): the Redis
+  transport redelivers a message unacknowledged for that long, which is how the
+  work of a killed worker parent comes back; every worker sweeps for such
+  messages every ``RESTORE_INTERVAL`` seconds, so it is redone within about
+  visibility + interval (under two minutes). A task still running past it is
+  delivered again while it runs, so every long task is safe to run twice at once:
+  ``send_edition`` holds a lease (a second run returns), webhook attempts run
+  under per-delivery leases, feed renders are single flight, the rest are short
+  and idempotent per event id. Countdowns stay at or under 60 s (retries back off
+  to 30 s at most, the WebSub flush waits 60 s at most), well within the timeout;
+  long waits (webhook retries) live in a Redis schedule, never in ETA/countdown.
 * ``global_keyprefix``: the broker's keys sit under the deployment's prefix, so
   one Redis can serve several deployments or test runs side by side.
 """
 
 from __future__ import annotations
 
+import redis
 from celery import Celery
 from kombu import Queue
+from kombu.transport import redis as kombu_redis
 
 from syndicate.config import Settings, get_settings
 from syndicate.store import redis_url
@@ -34,14 +44,54 @@ ROUTES = {
 
 TASK_MODULES = ("workers.ingest", "workers.feeds", "workers.webhooks", "workers.newsletter")
 
+# Seconds between each worker's sweeps for messages unacknowledged past the visibility timeout.
+RESTORE_INTERVAL = 5
+
+
+class BrokerChannel(kombu_redis.Channel):
+    """kombu's Redis channel, minus a crash of the whole worker when the broker restarts.
+
+    When the broker connection breaks, Celery (5.7) first collects the connection, which
+    releases the transport (``transport.client = None``), and then closes it. If a task
+    was running, closing the channel tries to restore its unacknowledged message, which
+    builds a new connection pool from ``transport.client`` and raises AttributeError
+    ("'NoneType' object has no attribute 'hostname'"). That is not a connection error,
+    so it escapes Celery's cleanup and the worker exits ("Unrecoverable error").
+
+    Raising a connection error instead lets the cleanup go on and the worker reconnect.
+    Nothing is lost by skipping that restore: the message is still in the broker's unacked
+    hash, and the periodic sweep puts it back once the visibility timeout has passed.
+    A producer channel left over from the broken connection (``connection`` itself None)
+    fails the same way on its next publish; as a connection error, kombu's publish retry
+    revives the connection instead of giving up.
+    """
+
+    def _connparams(self, asynchronous: bool = False) -> dict:
+        if self.connection is None or self.connection.client is None:
+            raise redis.ConnectionError("the broker connection is already closed")
+        return super()._connparams(asynchronous=asynchronous)
+
+
+class BrokerTransport(kombu_redis.Transport):
+    Channel = BrokerChannel
+
 
 def celery_config(settings: Settings) -> dict:
     soft_limit = max(settings.task_time_limit - 30, 10)
     return {
         "broker_url": redis_url(),
+        "broker_transport": f"{__name__}:BrokerTransport",
         "broker_transport_options": {
             "global_keyprefix": settings.broker_prefix,
-            "visibility_timeout": settings.task_time_limit * 4,
+            "visibility_timeout": settings.visibility_timeout,
+            # Sweep every RESTORE_INTERVAL s (throttle 1: every sweep scans; the default scans
+            # every 10th, which made the effective period 100 s).
+            "unacked_restore_interval": RESTORE_INTERVAL,
+            "unacked_restore_throttle": 1,
+            # A worker killed while it held the sweep's lock would block every sweep until the lock
+            # expires (300 s by default). Overlapping sweeps are harmless: each restore is a WATCH
+            # transaction on the unacked hash, so a message is put back once.
+            "unacked_mutex_expire": 15,
         },
         "broker_connection_retry_on_startup": True,
         "result_backend": None,

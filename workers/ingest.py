@@ -1,28 +1,38 @@
-"""Tasks of the ``ingest`` queue: fan each logged event out to the channel queues.
+"""Tasks of the ``ingest`` queue: fan each logged event out to the channel queues, reconcile.
 
 Fan-out is cheap and decides nothing about partners or subscribers: each
 channel's own task (on its own queue) does that, so a slow partner can never
-delay a feed. The reconciler re-enqueues events that were logged but never
-reached fan-out (the broker was down between the commit and the enqueue).
+delay a feed. In one step it marks the event fanned out and records that each
+channel owes a receipt for it; only then does it send the channel tasks.
+
+The reconciler (beat, every 30 s) is the backstop for both halves: it
+re-enqueues events that were logged but never reached fan-out (the broker was
+down between the commit and the enqueue), and re-dispatches a channel that has
+no receipt for an event after the grace (its message was lost inside the broker,
+for example by a Redis restart between the pop and the unacked record). Channel
+tasks are idempotent per event id, so a re-dispatch of a message that was only
+slow is harmless.
 """
 
 from __future__ import annotations
+
+import logging
 
 from syndicate import events
 from syndicate.config import get_settings
 
 from .app import app
-from .base import SyndicateTask
+from .base import CHANNEL_TASKS, SyndicateTask
 
-CHANNEL_TASKS = (
-    "syndicate.feeds.apply_event",
-    "syndicate.webhooks.dispatch_event",
-    "syndicate.newsletter.stage_event",
-)
+log = logging.getLogger("syndicate.workers.ingest")
 
 BEAT_SCHEDULE = {
     "reconcile-events": {"task": "syndicate.ingest.reconcile", "schedule": 30.0},
 }
+
+# Work per reconciler run is bounded: a backlog is worked off over several runs instead of
+# flooding the queues at once (each run handles at most this many events per set).
+RECONCILE_BATCH = 500
 
 
 def enqueue_fanout(event_id: str) -> None:
@@ -30,23 +40,38 @@ def enqueue_fanout(event_id: str) -> None:
     fanout.apply_async(args=[event_id])
 
 
-@app.task(name="syndicate.ingest.fanout", base=SyndicateTask, queue_name="ingest", bind=True,
-          autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+@app.task(name="syndicate.ingest.fanout", base=SyndicateTask, queue_name="ingest", bind=True)
 def fanout(self, event_id: str) -> None:
     if events.get_event(event_id) is None:
         # Retention dropped it, or it never existed: nothing to fan out.
         events.mark_fanned_out(event_id)
         return
-    for name in CHANNEL_TASKS:
+    # Owed first, sent second: a crash in between leaves receipts owed, which the reconciler
+    # re-dispatches; the other order could leave a lost message with nothing owed.
+    events.mark_fanned_out(event_id, tuple(CHANNEL_TASKS))
+    for name in CHANNEL_TASKS.values():
         app.send_task(name, args=[event_id])
-    events.mark_fanned_out(event_id)
     self.record_receipt(event_id)
 
 
 @app.task(name="syndicate.ingest.reconcile", base=SyndicateTask, queue_name="ingest", bind=True)
-def reconcile(self) -> int:
-    """Re-enqueue every event logged longer ago than the grace period and not yet fanned out."""
-    stuck = events.pending_events(get_settings().reconcile_after_seconds)
+def reconcile(self, event_ids: list[str] | None = None) -> int:
+    """Re-enqueue stuck fan-outs and re-dispatch channels with no receipt after the grace.
+
+    ``event_ids`` limits the run to those events (an operator's one-off, or a test that must
+    not touch other tests' events); beat passes none. Returns how many tasks it sent.
+    """
+    grace = get_settings().reconcile_after_seconds
+    stuck = events.pending_events(grace, limit=RECONCILE_BATCH, only=event_ids)
     for event_id in stuck:
         fanout.apply_async(args=[event_id])
-    return len(stuck)
+    sent = len(stuck)
+    for channel, task in CHANNEL_TASKS.items():
+        owed = events.owed_events(channel, grace, limit=RECONCILE_BATCH, only=event_ids)
+        for event_id in owed:
+            app.send_task(task, args=[event_id])
+        events.note_redispatched(channel, owed)
+        if owed:
+            log.warning("re-dispatched %d event(s) to %s with no receipt after %ss", len(owed), channel, grace)
+        sent += len(owed)
+    return sent

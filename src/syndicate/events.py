@@ -12,6 +12,14 @@ Keys (under the deployment prefix):
     event:{event_id}    string the event record (JSON, with the article snapshot), TTL = retention
     events              stream the ordered log (event id, type, article id, version), capped
     events:pending      zset   event id -> time logged, until fan-out took it
+    events:owed:{channel}  zset   event id -> time fanned out (or re-dispatched), until the
+                        channel's task recorded its receipt (or its dead letter)
+    events:redispatched hash   channel -> channel tasks the reconciler sent again, ever
+
+Fan-out moves an event from ``pending`` to every channel's ``owed`` set in one
+MULTI/EXEC, so from the commit of an article until each channel is done with it
+the event is always in one set the reconciler reads: a message lost inside the
+broker (a Redis restart between the pop and the unacked record) is re-dispatched.
 """
 
 from __future__ import annotations
@@ -179,14 +187,75 @@ def get_event(event_id: str, client: redis.Redis | None = None) -> dict[str, Any
     return json.loads(raw) if raw else None
 
 
-def mark_fanned_out(event_id: str, client: redis.Redis | None = None) -> None:
-    (client or get_redis()).zrem(key("events:pending"), event_id)
+def owed_key(channel: str) -> str:
+    return key("events", "owed", channel)
 
 
-def pending_events(older_than: float, client: redis.Redis | None = None, limit: int = 1000) -> list[str]:
+def mark_fanned_out(event_id: str, channels: tuple[str, ...] = (), client: redis.Redis | None = None) -> None:
+    """The event leaves ``pending`` and each of ``channels`` owes a receipt for it, in one step."""
+    now = time.time()
+    with (client or get_redis()).pipeline(transaction=True) as pipe:
+        pipe.zrem(key("events:pending"), event_id)
+        for channel in channels:
+            pipe.zadd(owed_key(channel), {event_id: now})
+        pipe.execute()
+
+
+def settle(channel: str, event_id: str, client: redis.Redis | Any | None = None) -> None:
+    """``channel`` is done with the event (a receipt, or a dead letter); ``client`` may be a pipeline."""
+    (client or get_redis()).zrem(owed_key(channel), event_id)
+
+
+def _older_than(zset: str, older_than: float, only: list[str] | None, limit: int, client: redis.Redis) -> list[str]:
+    ceiling = time.time() - older_than
+    if only is None:
+        return client.zrangebyscore(zset, "-inf", ceiling, start=0, num=limit)
+    # Scoped to given events (tests, an operator's one-off): a pipeline of ZSCOREs works on every Redis version.
+    with client.pipeline(transaction=False) as pipe:
+        for event_id in only:
+            pipe.zscore(zset, event_id)
+        scores = pipe.execute()
+    return [e for e, score in zip(only, scores) if score is not None and score <= ceiling][:limit]
+
+
+def pending_events(older_than: float, client: redis.Redis | None = None, limit: int = 1000,
+                   only: list[str] | None = None) -> list[str]:
     """Event ids logged more than ``older_than`` seconds ago and not yet fanned out."""
-    client = client or get_redis()
-    return client.zrangebyscore(key("events:pending"), "-inf", time.time() - older_than, start=0, num=limit)
+    return _older_than(key("events:pending"), older_than, only, limit, client or get_redis())
+
+
+def owed_events(channel: str, older_than: float, limit: int = 1000, only: list[str] | None = None,
+                client: redis.Redis | None = None) -> list[str]:
+    """Event ids handed to ``channel`` more than ``older_than`` seconds ago that it has no receipt for."""
+    return _older_than(owed_key(channel), older_than, only, limit, client or get_redis())
+
+
+def note_redispatched(channel: str, event_ids: list[str], client: redis.Redis | None = None) -> None:
+    """Restart the grace of re-dispatched events and count them.
+
+    ``XX`` only touches events still owed, so a receipt that arrived meanwhile is not undone;
+    restarting the grace keeps a long queue from being re-dispatched on every reconciler run.
+    """
+    if not event_ids:
+        return
+    now = time.time()
+    with (client or get_redis()).pipeline(transaction=True) as pipe:
+        pipe.zadd(owed_key(channel), {event_id: now for event_id in event_ids}, xx=True)
+        pipe.hincrby(key("events:redispatched"), channel, len(event_ids))
+        pipe.execute()
+
+
+def owed_counts(channels: tuple[str, ...], client: redis.Redis | None = None) -> dict[str, int]:
+    """Events each channel has not yet recorded a receipt for."""
+    with (client or get_redis()).pipeline(transaction=False) as pipe:
+        for channel in channels:
+            pipe.zcard(owed_key(channel))
+        return dict(zip(channels, pipe.execute()))
+
+
+def redispatch_totals(client: redis.Redis | None = None) -> dict[str, int]:
+    """Channel tasks the reconciler sent again, per channel, ever."""
+    return {k: int(v) for k, v in (client or get_redis()).hgetall(key("events:redispatched")).items()}
 
 
 def recent_events(count: int = 50, client: redis.Redis | None = None) -> list[dict[str, str]]:
@@ -195,6 +264,6 @@ def recent_events(count: int = 50, client: redis.Redis | None = None) -> list[di
 
 
 __all__ = [
-    "IngestResult", "ingest", "retract", "get_article", "get_event", "mark_fanned_out",
-    "pending_events", "recent_events", "new_event_id", "now_rfc3339", "parse_datetime",
+    "IngestResult", "ingest", "retract", "get_article", "get_event", "mark_fanned_out", "settle",
+    "owed_events", "note_redispatched", "owed_counts", "redispatch_totals", "pending_events", "recent_events", "new_event_id", "now_rfc3339", "parse_datetime",
 ]

@@ -51,14 +51,14 @@ def _lock_data_dir(data_dir: Path):
     return handle
 
 
-def _wait_healthy(url: str, procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
+def _wait_healthy(url: str, api: subprocess.Popen, timeout: float = 60.0) -> None:
     import requests
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for proc in procs:
-            if proc.poll() is not None:
-                raise click.ClickException(_exited(proc))
+        if api.poll() is not None:
+            # The API cannot start (a port in use, a bad setting): restarting would not help.
+            raise click.ClickException(_exited(api))
         try:
             if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return
@@ -74,6 +74,65 @@ def _exited(proc: subprocess.Popen) -> str:
     if path is not None and path.exists():
         tail = "\n".join(path.read_text(errors="replace").splitlines()[-15:])
     return f"{' '.join(proc.args[3:5])} exited with code {proc.returncode}; its log is {path}:\n{tail}"
+
+
+class Supervisor:
+    """Starts the children and restarts one that dies, with backoff, instead of stopping everything.
+
+    A worker can die of a broker fault, a crash in a library, or the OOM killer; the rest of
+    the service keeps going meanwhile and the dead child comes back after 1, 2, 4 … 60 s
+    (the delay starts again at 1 s once a child has stayed up for a minute).
+    """
+
+    STABLE_AFTER = 60.0
+    MAX_BACKOFF = 60.0
+
+    def __init__(self, children: dict[str, list[str]], env: dict[str, str], log_dir: Path) -> None:
+        self.children = children
+        self.env = env
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.started: dict[str, float] = {}
+        self.failures: dict[str, int] = {}
+        self.restart_at: dict[str, float] = {}
+
+    def start(self, name: str) -> subprocess.Popen:
+        # Each child logs to its own file, so the terminal shows what a user needs to see.
+        with open(self.log_dir / f"{name}.log", "ab") as log_file:
+            proc = subprocess.Popen(self.children[name], env=self.env, stdout=log_file,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc.log_path = self.log_dir / f"{name}.log"  # type: ignore[attr-defined]
+        self.procs[name] = proc
+        self.started[name] = time.monotonic()
+        return proc
+
+    def start_all(self) -> None:
+        for name in self.children:
+            self.start(name)
+
+    def check(self) -> None:
+        """Notice children that died and restart those whose backoff has passed."""
+        now = time.monotonic()
+        for name, proc in list(self.procs.items()):
+            if name in self.restart_at:
+                if now >= self.restart_at[name]:
+                    del self.restart_at[name]
+                    self.start(name)
+                    click.echo(f"{name} restarted (pid {self.procs[name].pid})")
+                continue
+            if proc.poll() is None:
+                continue
+            if now - self.started[name] >= self.STABLE_AFTER:
+                self.failures[name] = 0
+            delay = min(2.0 ** self.failures.get(name, 0), self.MAX_BACKOFF)
+            self.failures[name] = self.failures.get(name, 0) + 1
+            self.restart_at[name] = now + delay
+            click.echo(f"{name} exited with code {proc.returncode}; restarting it in {delay:.0f}s "
+                       f"(its log: {proc.log_path})", err=True)  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        self.restart_at.clear()
+        _stop(list(self.procs.values()))
 
 
 def _stop(procs: list[subprocess.Popen], timeout: float = 40.0) -> None:
@@ -109,7 +168,7 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
         env.setdefault(name, value)
         os.environ.setdefault(name, value)
     me = [sys.executable, "-m", "syndicate.cli.main"]
-    procs: list[subprocess.Popen] = []
+    supervisor: Supervisor | None = None
 
     def stop_all(*_args: object) -> None:
         # Only the first signal interrupts; later ones (Ctrl-C twice, the terminal and a
@@ -123,10 +182,11 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
     try:
         if not settings.redis_url:
             port = int(os.environ.get("SYNDICATE_EMBEDDED_REDIS_PORT", "0")) or None
-            embedded = EmbeddedRedis(settings.data_dir / "redis", port=port)
+            embedded = EmbeddedRedis(settings.data_dir / "redis", port=port, appendfsync=settings.redis_appendfsync)
             embedded.start()
             env["SYNDICATE_REDIS_URL"] = os.environ["SYNDICATE_REDIS_URL"] = embedded.url
-            click.echo(f"embedded Redis {embedded.url} (data in {embedded.data_dir}, AOF on)")
+            click.echo(f"embedded Redis {embedded.url} (data in {embedded.data_dir}, "
+                       f"AOF on, appendfsync {settings.redis_appendfsync})")
         if not os.environ.get("SYNDICATE_SMTP_URL"):
             # No SMTP server configured: a local mailbox keeps every email in the data dir.
             from ..embedded import free_port
@@ -149,14 +209,10 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
         }
         if mailbox_argv:
             children["mailbox"] = mailbox_argv
-        for name, argv in children.items():
-            # Each child logs to its own file, so the terminal shows what a user needs to see.
-            with open(log_dir / f"{name}.log", "ab") as log_file:
-                proc = subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            proc.log_path = log_dir / f"{name}.log"  # type: ignore[attr-defined]
-            procs.append(proc)
+        supervisor = Supervisor(children, env, log_dir)
+        supervisor.start_all()
         url = f"http://{settings.api_host}:{settings.api_port}"
-        _wait_healthy(url, procs)
+        _wait_healthy(url, supervisor.procs["api"])
         if examples:
             subprocess.run([*me, "publish", "--api", url, examples], env=env, check=False)
         click.echo("")
@@ -173,9 +229,12 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
         click.echo("Press Ctrl-C to stop.")
         started = time.monotonic()
         while True:
-            for proc in procs:
-                if proc.poll() is not None:
-                    raise click.ClickException(_exited(proc) + "; stopping everything")
+            if embedded and embedded.process is not None and embedded.process.poll() is not None:
+                # The embedded Redis died: bring it back on the same port from its AOF; every
+                # child reconnects by itself.
+                click.echo(f"embedded Redis exited with code {embedded.process.returncode}; restarting it", err=True)
+                embedded.start()
+            supervisor.check()
             if exit_after is not None and time.monotonic() - started > exit_after:
                 break
             time.sleep(0.5)
@@ -184,7 +243,8 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _stop(procs)
+        if supervisor is not None:
+            supervisor.stop()
         if embedded:
             embedded.stop()
         lock.close()
