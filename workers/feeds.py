@@ -18,7 +18,7 @@ from syndicate.feeds import service, state, websub
 from syndicate.store import get_redis, key
 
 from .app import app
-from .base import TRANSIENT_ERRORS, SyndicateTask
+from .base import TRANSIENT_ERRORS, SyndicateTask, max_countdown
 
 log = logging.getLogger("syndicate.workers.feeds")
 
@@ -79,7 +79,7 @@ def websub_flush(self) -> int:
     if retry_in:
         # Capped short: a countdown near the broker's visibility timeout would be redelivered twice.
         # Flushing early is harmless (only due topics are pinged); the 30 s sweep is the backstop.
-        websub_flush.apply_async(countdown=min(min(retry_in), 60.0))
+        websub_flush.apply_async(countdown=min(min(retry_in), max_countdown()))
     return len(claims)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from syndicate import events
+from syndicate import deadletters, events
 from syndicate.config import get_settings
 
 from .app import app
@@ -42,7 +42,17 @@ def enqueue_fanout(event_id: str) -> None:
 
 @app.task(name="syndicate.ingest.fanout", base=SyndicateTask, queue_name="ingest", bind=True)
 def fanout(self, event_id: str) -> None:
-    if events.get_event(event_id) is None:
+    try:
+        event = events.get_event(event_id)
+    except ValueError as exc:
+        # A corrupt record (not UTF-8, not JSON) cannot be fanned out, now or on any retry: it is
+        # dead-lettered once and leaves the pending set, so the reconciler does not resend it forever.
+        events.mark_fanned_out(event_id)
+        deadletters.record("ingest", f"{type(exc).__name__}: {exc}", task=self.name, args=[event_id],
+                           subject=event_id)
+        log.error("event %s cannot be read and was dead-lettered: %s", event_id, exc)
+        return
+    if event is None:
         # Retention dropped it, or it never existed: nothing to fan out.
         events.mark_fanned_out(event_id)
         return

@@ -27,10 +27,27 @@ def redis_url() -> str:
     return url
 
 
+# A Redis that stops answering (stopped, partitioned) must fail a call, not hang it: the API then
+# answers 503 and a task retries. Connecting takes milliseconds when Redis is there.
+SOCKET_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 3.0
+
+
+def unavailable_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean the store or broker cannot serve now: down, loading (BusyLoadingError is a
+    ConnectionError), timing out, read-only after a failover, a replica cut off from its primary,
+    out of memory under noeviction; kombu's OperationalError is the broker side."""
+    from kombu.exceptions import OperationalError
+
+    return (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, redis.OutOfMemoryError,
+            redis.exceptions.MasterDownError, OperationalError)
+
+
 @functools.lru_cache(maxsize=8)
 def _client(url: str, decode: bool, pid: int) -> redis.Redis:
     # pid is part of the cache key: a forked worker must not share its parent's sockets.
-    return redis.Redis.from_url(url, decode_responses=decode, health_check_interval=30)
+    return redis.Redis.from_url(url, decode_responses=decode, health_check_interval=30,
+                                socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT)
 
 
 def get_redis(decode: bool = True) -> redis.Redis:

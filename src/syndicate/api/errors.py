@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import Conflict, ConfigError, NotFound, SyndicateError, ValidationFailed
 from ..schemas import json_path
+from ..store import unavailable_errors
 
 
 class ApiError(Exception):
@@ -34,22 +34,7 @@ _STATUS = {ValidationFailed: 422, NotFound: 404, Conflict: 409, ConfigError: 500
 
 log = logging.getLogger("syndicate.api")
 
-# The store being down, loading (BusyLoadingError is a ConnectionError), read-only after a
-# failover, a replica cut off from its primary, or out of memory under noeviction; kombu's
-# OperationalError is the broker side.
-STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ReadOnlyError,
-    redis.exceptions.OutOfMemoryError, redis.exceptions.MasterDownError,
-)
 RETRY_AFTER_SECONDS = 5
-
-
-def _store_errors() -> tuple[type[Exception], ...]:
-    try:
-        from kombu.exceptions import OperationalError
-    except ImportError:  # kombu comes with celery; the API still answers without it
-        return STORE_UNAVAILABLE
-    return (*STORE_UNAVAILABLE, OperationalError)
 
 
 def store_unavailable(exc: Exception) -> JSONResponse:
@@ -71,7 +56,7 @@ def install(app: FastAPI) -> None:
     async def _store_down(_request: Request, exc: Exception) -> JSONResponse:
         return store_unavailable(exc)
 
-    for cls in _store_errors():
+    for cls in unavailable_errors():
         app.add_exception_handler(cls, _store_down)
 
     @app.exception_handler(Exception)

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from ..config import get_settings
 from ..feeds import FORMATS, MAIN_FEED, feed_spec, state
 from ..feeds.conditional import link_header, not_modified
-from ..store import key, redis_url
+from ..store import CONNECT_TIMEOUT, SOCKET_TIMEOUT, key, redis_url
 from .errors import ApiError
 
 router = APIRouter(tags=["feeds"])
@@ -34,7 +34,8 @@ def _redis() -> aioredis.Redis:
     loop_id = id(asyncio.get_running_loop())
     client = _clients.get(loop_id)
     if client is None:
-        client = _clients[loop_id] = aioredis.Redis.from_url(redis_url(), decode_responses=False)
+        client = _clients[loop_id] = aioredis.Redis.from_url(
+            redis_url(), decode_responses=False, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT)
     return client
 
 

@@ -22,14 +22,12 @@ EXIT_BAD_INPUT = 2
 
 def store_errors() -> tuple[type[Exception], ...]:
     """Errors that mean Redis (the store and broker) is unreachable, loading, read-only or full."""
-    import redis.exceptions
-    from kombu.exceptions import OperationalError
+    from ..store import unavailable_errors
 
-    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ReadOnlyError,
-            redis.exceptions.OutOfMemoryError, redis.exceptions.MasterDownError, OperationalError)
+    return unavailable_errors()
 
 
-def _shown_url(url: str) -> str:
+def shown_url(url: str) -> str:
     # The URL may carry a password; the message names the host, never the secret.
     parts = urlsplit(url)
     if parts.password is None:
@@ -45,7 +43,7 @@ def store_down_line(exc: BaseException) -> str:
 
     url = get_settings().redis_url or "(SYNDICATE_REDIS_URL not set)"
     reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-    return (f"error: Redis at {_shown_url(url)} is unavailable ({reason}); start it or point "
+    return (f"error: Redis at {shown_url(url)} is unavailable ({reason}); start it or point "
             "SYNDICATE_REDIS_URL at a running Redis, then run the command again")
 
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .common import echo_json, handle_errors
+from .common import echo_json, handle_errors, shown_url
 
 
 @click.command("status")
@@ -19,10 +19,16 @@ def status_cmd() -> None:
 
     client = get_redis()
     settings = get_settings()
-    click.echo(f"redis          {settings.redis_url} (prefix {settings.redis_prefix})")
+    click.echo(f"redis          {shown_url(settings.redis_url or '')} (prefix {settings.redis_prefix})")
     for queue in QUEUES:
         click.echo(f"queue {queue:<9} {client.llen(settings.broker_prefix + queue)} waiting")
     click.echo(f"pending events {client.zcard(key('events:pending'))} (logged, not yet fanned out)")
+    from .. import events
+    from workers.base import CHANNEL_TASKS
+
+    owed = events.owed_counts(tuple(CHANNEL_TASKS))
+    click.echo("receipts owed  " + ", ".join(f"{channel} {n}" for channel, n in owed.items())
+               + " (fanned out, channel not yet done)")
     click.echo(f"dead letters   {client.llen(key('dead-letters'))}")
     click.echo(f"articles       {client.zcard(key('articles'))} live")
 
@@ -60,11 +66,11 @@ def events_show(event_id: str) -> None:
 @click.command("reconcile")
 @handle_errors
 def reconcile_cmd() -> None:
-    """Re-enqueue every logged event that never reached fan-out (what beat does every 30 s)."""
+    """Re-send stuck fan-outs and channels with no receipt after the grace (what beat does every 30 s)."""
     from workers.ingest import reconcile
 
     count = reconcile.run()
-    click.echo(f"re-enqueued {count} event(s)")
+    click.echo(f"sent {count} task(s) (fan-outs and channel re-dispatches)")
 
 
 @click.group("dead-letters")
