@@ -27,7 +27,7 @@ test: $(STAMP)
 test-embedded: $(STAMP)
 	SYNDICATE_TEST_EMBEDDED=1 $(BIN)/python -m pytest
 
-BENCHMARKS = ingest_fanout feeds_latency feeds_serving webhooks_throughput webhooks_isolation newsletter_send
+BENCHMARKS = ingest_fanout feeds_latency feeds_serving webhooks_throughput webhooks_isolation newsletter_send durability
 
 bench: $(STAMP)
 	@for name in $(BENCHMARKS); do echo "== bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; done

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -150,9 +151,18 @@ def _appendfsync() -> str:
     return value
 
 
+def _base_url(name: str, value: str) -> str:
+    # Every self link, feed URL and unsubscribe link is built on these: a typo must stop the start,
+    # not reach readers as a broken or javascript: link.
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise ConfigError(f"SYNDICATE_{name} must be an absolute http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
 def load_settings() -> Settings:
     data_dir = Path(_env("DATA_DIR", "var")).resolve()
-    public_url = (_env("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
+    public_url = _base_url("PUBLIC_URL", _env("PUBLIC_URL") or "http://127.0.0.1:8000")
     prefix = _env("REDIS_PREFIX", "syndicate:")
     if not prefix.endswith(":"):
         prefix += ":"
@@ -177,7 +187,7 @@ def load_settings() -> Settings:
         feed_max_age=_int("FEED_MAX_AGE", 60),
         feed_title=_env("FEED_TITLE", "Syndicate News"),
         feed_description=_env("FEED_DESCRIPTION", "The latest stories"),
-        site_url=(_env("SITE_URL") or public_url).rstrip("/"),
+        site_url=_base_url("SITE_URL", _env("SITE_URL") or public_url),
         feed_icon=_env("FEED_ICON"),
         websub_hub=_env("WEBSUB_HUB"),
         webhook_allow_networks=_list("WEBHOOK_ALLOW_NETWORKS"),
