@@ -6,11 +6,18 @@ that slot, so however often (or however many times) beat runs, one slot names
 one edition.
 
 Fields: minute hour day-of-month month day-of-week, with ``*``, lists, ranges,
-steps and names (``jan``, ``mon``); ``@hourly``, ``@daily``, ``@weekly``,
-``@monthly`` and ``@yearly`` too. As in Vixie cron, when both day fields are
-restricted a day matches if either does. Wall-clock times are matched in the
-time zone: a time skipped by a spring-forward jump fires an hour later (as
-zoneinfo reads it), and a time the autumn repeats fires once, the first time.
+steps and names (``jan``, ``mon``), cronsim's ``L``, ``LW`` and ``#`` too;
+``@hourly``, ``@daily``, ``@weekly``, ``@monthly`` and ``@yearly``. As in Vixie
+cron, when neither day field starts with ``*`` a day matches if either does.
+
+The expression is parsed and the calendar walked by cronsim, a maintained,
+dependency-free evaluator that follows Debian (Vixie) cron's rules, the day-field
+OR rule included. It was chosen over croniter because croniter 7.0 fires
+"30 1 * * *" twice on the night New York's clocks go back (two editions of a
+daily list), while the schedule here must name each slot once. cronsim walks
+wall-clock times; zoneinfo turns each into an instant with ``fold=0`` (PEP 495):
+a time the autumn repeats fires once, the first time, and a time skipped by a
+spring-forward jump fires once, an hour later by the clock.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
 
 MACROS = {
     "@hourly": "0 * * * *",
@@ -28,19 +37,21 @@ MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }
-_MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
-_DAYS = {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}
-# (name, low, high, names) per field, in expression order.
+# (name, what it takes) per field, in expression order: cronsim only says "Bad <field>".
 _FIELDS = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 7, _DAYS),
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day of month", "1-31, L or LW"),
+    ("month", "1-12 or jan-dec"),
+    ("day of week", "0-7 or sun-sat, 5L, 5#2"),
 )
-# How far back (or ahead) to look: a valid expression such as "0 0 29 2 *" fires
-# at least once in any eight years.
-_SEARCH_DAYS = 366 * 8 + 2
+# The wall-clock walk starts this far beyond now: a clock change moves a wall time
+# against its instant by at most two hours (tzdata has no larger seasonal shift), so
+# no slot that belongs to the answer lies outside the window.
+_MARGIN = dt.timedelta(hours=3)
+# Parsing does not depend on the start time; any naive datetime will do.
+_ANY_TIME = dt.datetime(2000, 1, 1)
+_PARSE_ERRORS = (CronSimError, ValueError, IndexError)
 
 
 class CronError(ValueError):
@@ -49,54 +60,17 @@ class CronError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Cron:
+    expr: str  # always five fields, macros expanded
     minutes: tuple[int, ...]
     hours: tuple[int, ...]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday
-    days_restricted: bool
-    weekdays_restricted: bool
+    sim: CronSim = dataclasses.field(repr=False, compare=False)
 
     def day_matches(self, day: dt.date) -> bool:
-        if day.month not in self.months:
-            return False
-        dom = day.day in self.days
-        dow = (day.isoweekday() % 7) in self.weekdays
-        if self.days_restricted and self.weekdays_restricted:
-            return dom or dow
-        return dom and dow
+        return day.month in self.sim.months and self.sim.match_day(day)
 
-
-def _value(token: str, names: dict[str, int], field: str) -> int:
-    token = token.strip().lower()
-    if token in names:
-        return names[token]
-    if not token.isdigit():
-        raise CronError(f"{field}: {token!r} is not a number" + (" or a name" if names else ""))
-    return int(token)
-
-
-def _parse_field(text: str, field: str, low: int, high: int, names: dict[str, int]) -> set[int]:
-    values: set[int] = set()
-    for part in text.split(","):
-        rng, _, step_text = part.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise CronError(f"{field}: step {step_text!r} must be a positive whole number")
-            step = int(step_text)
-        if rng == "*":
-            start, end = low, high
-        elif "-" in rng:
-            a, _, b = rng.partition("-")
-            start, end = _value(a, names, field), _value(b, names, field)
-        else:
-            start = _value(rng, names, field)
-            end = high if step_text else start
-        if not (low <= start <= high and low <= end <= high) or start > end:
-            raise CronError(f"{field}: {part!r} is outside {low}-{high}")
-        values.update(range(start, end + 1, step))
-    return values
+    def walk(self, start: dt.datetime, reverse: bool) -> CronSim:
+        """Matching naive wall-clock times strictly after (or before) ``start``."""
+        return CronSim(self.expr, start, reverse=reverse)
 
 
 def parse(expr: str) -> Cron:
@@ -105,17 +79,21 @@ def parse(expr: str) -> Cron:
     parts = text.split()
     if len(parts) != 5:
         raise CronError(f"{expr!r} needs 5 fields (minute hour day-of-month month day-of-week), got {len(parts)}")
-    sets = [_parse_field(p, *spec) for p, spec in zip(parts, _FIELDS)]
-    weekdays = {d % 7 for d in sets[4]}  # 7 is Sunday too
-    return Cron(
-        minutes=tuple(sorted(sets[0])),
-        hours=tuple(sorted(sets[1])),
-        days=frozenset(sets[2]),
-        months=frozenset(sets[3]),
-        weekdays=frozenset(weekdays),
-        days_restricted=parts[2] != "*",
-        weekdays_restricted=parts[4] != "*",
-    )
+    # Each field alone first, so the message can name the one that is wrong.
+    for index, (name, takes) in enumerate(_FIELDS):
+        alone = ["*"] * 5
+        alone[index] = parts[index]
+        try:
+            CronSim(" ".join(alone), _ANY_TIME)
+        except _PARSE_ERRORS:
+            raise CronError(f"{name}: {parts[index]!r} is not valid; it takes {takes}, '*', "
+                            "lists (1,2), ranges (1-5) and steps (*/15)") from None
+    try:
+        sim = CronSim(" ".join(parts), _ANY_TIME)
+    except _PARSE_ERRORS:
+        raise CronError(f"{expr!r} never fires: day of month {parts[2]!r} does not occur "
+                        f"in month {parts[3]!r}") from None
+    return Cron(" ".join(parts), tuple(sorted(sim.minutes)), tuple(sorted(sim.hours)), sim)
 
 
 def zone(name: str) -> ZoneInfo:
@@ -125,12 +103,9 @@ def zone(name: str) -> ZoneInfo:
         raise CronError(f"unknown time zone {name!r}; use an IANA name such as Europe/Paris") from None
 
 
-def _wall_times(cron: Cron, day: dt.date, reverse: bool):
-    hours = reversed(cron.hours) if reverse else cron.hours
-    for hour in hours:
-        minutes = reversed(cron.minutes) if reverse else cron.minutes
-        for minute in minutes:
-            yield dt.datetime.combine(day, dt.time(hour, minute))
+def _wall_start(now: dt.datetime, tzinfo: ZoneInfo) -> dt.datetime:
+    # Fires fall on whole minutes, so dropping the fraction of a second changes no answer.
+    return now.astimezone(tzinfo).replace(tzinfo=None, microsecond=0)
 
 
 def previous_fire(expr: str | Cron, tz: str | ZoneInfo, now: dt.datetime) -> dt.datetime | None:
@@ -138,16 +113,11 @@ def previous_fire(expr: str | Cron, tz: str | ZoneInfo, now: dt.datetime) -> dt.
     cron = parse(expr) if isinstance(expr, str) else expr
     tzinfo = zone(tz) if isinstance(tz, str) else tz
     limit = now.timestamp()
-    local_day = now.astimezone(tzinfo).date()
-    for back in range(_SEARCH_DAYS):
-        day = local_day - dt.timedelta(days=back)
-        if not cron.day_matches(day):
-            continue
-        for wall in _wall_times(cron, day, reverse=True):
-            instant = wall.replace(tzinfo=tzinfo)
-            if instant.timestamp() <= limit:
-                return instant.astimezone(dt.timezone.utc)
-    return None
+    for wall in cron.walk(_wall_start(now, tzinfo) + _MARGIN, reverse=True):
+        instant = wall.replace(tzinfo=tzinfo)
+        if instant.timestamp() <= limit:
+            return instant.astimezone(dt.timezone.utc)
+    return None  # cronsim gives up after fifty years without a match
 
 
 def next_fire(expr: str | Cron, tz: str | ZoneInfo, now: dt.datetime) -> dt.datetime | None:
@@ -155,13 +125,8 @@ def next_fire(expr: str | Cron, tz: str | ZoneInfo, now: dt.datetime) -> dt.date
     cron = parse(expr) if isinstance(expr, str) else expr
     tzinfo = zone(tz) if isinstance(tz, str) else tz
     limit = now.timestamp()
-    local_day = now.astimezone(tzinfo).date()
-    for ahead in range(-1, _SEARCH_DAYS):
-        day = local_day + dt.timedelta(days=ahead)
-        if not cron.day_matches(day):
-            continue
-        for wall in _wall_times(cron, day, reverse=False):
-            instant = wall.replace(tzinfo=tzinfo)
-            if instant.timestamp() > limit:
-                return instant.astimezone(dt.timezone.utc)
+    for wall in cron.walk(_wall_start(now, tzinfo) - _MARGIN, reverse=False):
+        instant = wall.replace(tzinfo=tzinfo)
+        if instant.timestamp() > limit:
+            return instant.astimezone(dt.timezone.utc)
     return None
