@@ -107,3 +107,9 @@ def test_an_allowed_network_lets_its_ipv6_forms_through_and_nothing_else():
 def test_native_ipv6_non_public_addresses_are_refused(address):
     with pytest.raises(BlockedDestination):
         Guard().check_address("partner.example", address)
+
+
+@pytest.mark.parametrize("literal", ["192.0.0.8", "192.0.0.9", "192.88.99.1", "198.18.0.1", "2001:db8::1", "100::1"])
+def test_special_purpose_addresses_are_refused_whatever_the_python_patch_level(literal):
+    # The standard library's tables changed between patch releases (192.0.0.8/9 were global on 3.11.7).
+    assert refusal_reason(ipaddress.ip_address(literal)) is not None

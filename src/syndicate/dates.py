@@ -45,13 +45,13 @@ def parse(value: str) -> dt.datetime:
         raise DateError("must be an RFC 3339 date-time with a time zone offset or Z")
     head, seconds, fraction, zone = match.groups()
     leap = seconds == "60"
-    if leap:
-        text = f"{head}59{fraction or ''}{zone}"
+    # Python 3.10's fromisoformat reads exactly 3 or 6 fraction digits (later ones up to 6):
+    # always 6, and precision past a microsecond is dropped.
+    if fraction:
+        fraction = (fraction + "000000")[:7]
+    text = f"{head}{'59' if leap else seconds}{fraction or ''}{zone}"
     if not validate_rfc3339(text):
         raise DateError("must be an RFC 3339 date-time with a time zone offset or Z")
-    # fromisoformat takes at most 6 fraction digits; more precision than a microsecond is dropped.
-    if fraction and len(fraction) > 7:
-        text = f"{head}{'59' if leap else seconds}{fraction[:7]}{zone}"
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
     except (ValueError, OverflowError):

@@ -33,6 +33,17 @@ _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _TEREDO = ipaddress.ip_network("2001::/32")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# IANA's special-purpose registries (RFC 6890 and later), written out: the standard library's
+# is_private/is_global tables changed between Python patch releases (192.0.0.8/9 were global on
+# 3.11.7), and what the guard refuses must not depend on the patch level.
+_SPECIAL_PURPOSE = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.88.99.0/24",
+    "192.168.0.0/16", "192.175.48.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+    "224.0.0.0/4", "240.0.0.0/4",
+    "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
+    "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10", "ff00::/8",
+))
 _ALLOW_HINT = "add its network to SYNDICATE_WEBHOOK_ALLOW_NETWORKS only if this partner really lives there"
 
 
@@ -83,6 +94,8 @@ def refusal_reason(address: IPAddress) -> str | None:
         return "a reserved address"
     if address.is_private:
         return "a private address"
+    if any(address in network for network in _SPECIAL_PURPOSE if network.version == address.version):
+        return "a special-purpose address (not a public destination)"
     if not address.is_global:
         return "not a globally routable address"
     return None
