@@ -14,7 +14,7 @@ import ipaddress
 
 import pytest
 
-from syndicate.webhooks.guard import BlockedDestination, Guard, embedded_ipv4
+from syndicate.webhooks.guard import BlockedDestination, Guard, embedded_ipv4, refusal_reason
 
 NON_PUBLIC = {
     "10.1.2.3": "private",
