@@ -136,3 +136,19 @@ def _collect_beat_schedule() -> dict:
 
 
 app.conf.beat_schedule = _collect_beat_schedule()
+
+
+from celery.signals import worker_ready, worker_shutdown  # noqa: E402
+
+from syndicate import instance  # noqa: E402
+
+
+@worker_ready.connect
+def _start_heartbeat(sender, **_kwargs) -> None:
+    # /readyz counts a worker alive while its heartbeat is fresh (syndicate.instance).
+    instance.start_heartbeat(sender.hostname, queues=sorted(sender.app.amqp.queues.consume_from))
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_kwargs) -> None:
+    instance.stop_heartbeats()

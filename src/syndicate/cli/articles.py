@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..config import get_settings
 from ..errors import Problem, ValidationFailed
 from ..schemas import problems
 from .common import EXIT_BAD_INPUT, EXIT_FAILED, handle_errors, report_problems
@@ -157,6 +158,8 @@ def publish_cmd(files: tuple[str, ...], api: str | None, token: str | None) -> N
         import requests
 
         session = requests.Session()
+    # Run beside a `syndicate run`, the ingest token comes from its secrets like the Redis URL does.
+    token = token or get_settings().api_token
     show_bar = len(paths) > 1
     with click.progressbar(paths, label="publishing", file=sys.stderr, show_pos=True) if show_bar else _nullbar(paths) as bar:
         for path in bar:

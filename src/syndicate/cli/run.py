@@ -13,7 +13,10 @@ from pathlib import Path
 
 import click
 
-from ..config import get_settings, reset_settings
+from .. import instance
+from ..config import data_dir as configured_data_dir
+from ..config import get_settings, reset_settings, start_warnings
+from ..errors import ConfigError, SyndicateError
 from .common import handle_errors
 
 ALL_QUEUES = "ingest,feeds,webhooks,newsletter"
@@ -51,6 +54,15 @@ def _lock_data_dir(data_dir: Path):
     return handle
 
 
+def _check_api_port(host: str, port: int) -> None:
+    """Refuse to start when the API's port is taken, before anything says it is running."""
+    from ..embedded import port_in_use
+
+    if port_in_use(host, port):
+        raise SyndicateError(f"port {port} on {host} is already in use (another syndicate run or another "
+                             "server); stop that one, or choose a free port with SYNDICATE_API_PORT")
+
+
 def _wait_healthy(url: str, api: subprocess.Popen, timeout: float = 60.0) -> None:
     import requests
 
@@ -60,7 +72,9 @@ def _wait_healthy(url: str, api: subprocess.Popen, timeout: float = 60.0) -> Non
             # The API cannot start (a port in use, a bad setting): restarting would not help.
             raise click.ClickException(_exited(api))
         try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+            # Only an answer while our API child still runs is ours: another server on the port
+            # would answer too, and our child would be exiting with "address already in use".
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200 and api.poll() is None:
                 return
         except requests.RequestException:
             pass
@@ -159,9 +173,20 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
     """Start Redis (embedded unless SYNDICATE_REDIS_URL is set), the API, the workers and beat. Ctrl-C stops all."""
     from ..embedded import EmbeddedRedis
 
-    settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = _lock_data_dir(settings.data_dir)
+    data_dir = configured_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_data_dir(data_dir)
+    # We hold the data dir's lock, so an instance file left there is a killed run's: drop it
+    # before settings would read it.
+    instance.instance_path(data_dir).unlink(missing_ok=True)
+    try:
+        settings = get_settings()
+        _check_api_port(settings.api_host, settings.api_port)
+    except BaseException:
+        lock.close()
+        raise
+    for line in start_warnings(settings):
+        click.echo(line, err=True)
     embedded = None
     env = dict(os.environ)
     for name, value in _secrets(settings.data_dir).items():
@@ -181,7 +206,10 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
     signal.signal(signal.SIGTERM, stop_all)
     try:
         if not settings.redis_url:
-            port = int(os.environ.get("SYNDICATE_EMBEDDED_REDIS_PORT", "0")) or None
+            raw_port = os.environ.get("SYNDICATE_EMBEDDED_REDIS_PORT") or "0"
+            if not raw_port.isdigit() or int(raw_port) > 65535:
+                raise ConfigError(f"SYNDICATE_EMBEDDED_REDIS_PORT must be a port number, got {raw_port!r}")
+            port = int(raw_port) or None
             embedded = EmbeddedRedis(settings.data_dir / "redis", port=port, appendfsync=settings.redis_appendfsync)
             embedded.start()
             env["SYNDICATE_REDIS_URL"] = os.environ["SYNDICATE_REDIS_URL"] = embedded.url
@@ -211,8 +239,11 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
             children["mailbox"] = mailbox_argv
         supervisor = Supervisor(children, env, log_dir)
         supervisor.start_all()
-        url = f"http://{settings.api_host}:{settings.api_port}"
+        host = settings.api_host if settings.api_host not in ("0.0.0.0", "::") else "127.0.0.1"
+        url = f"http://[{host}]:{settings.api_port}" if ":" in host else f"http://{host}:{settings.api_port}"
         _wait_healthy(url, supervisor.procs["api"])
+        instance.write(settings.data_dir, redis_url=settings.redis_url, api_url=url,
+                       public_url=settings.public_url, smtp_url=settings.smtp_url)
         if examples:
             subprocess.run([*me, "publish", "--api", url, examples], env=env, check=False)
         click.echo("")
@@ -220,11 +251,13 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
         click.echo(f"  API docs        {url}/docs")
         click.echo(f"  main feeds      {url}/feeds/all.rss  {url}/feeds/all.atom  {url}/feeds/all.json")
         click.echo(f"  static feeds    {settings.feed_dir}")
-        click.echo(f"  health          {url}/healthz   metrics {url}/metrics")
+        click.echo(f"  health          {url}/healthz   readiness {url}/readyz   metrics {url}/metrics")
         click.echo(f"  logs            {log_dir}/")
         if mailbox_argv:
             click.echo(f"  sent email      {settings.data_dir / 'mail'}/  (local mailbox at {settings.smtp_url})")
-        click.echo(f"  queue status    SYNDICATE_REDIS_URL={settings.redis_url} syndicate status")
+        click.echo(f"  public URL      {settings.public_url}  (self links, feed_url, unsubscribe links)")
+        click.echo(f"  queue status    syndicate status  (any command run here finds this instance "
+                   f"through {instance.instance_path(settings.data_dir)})")
         click.echo(f"  ingest token    {env['SYNDICATE_API_TOKEN']}  (admin: {env['SYNDICATE_ADMIN_TOKEN']}; kept in {settings.data_dir / 'secrets.json'})")
         click.echo("Press Ctrl-C to stop.")
         started = time.monotonic()
@@ -243,6 +276,7 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        instance.remove(settings.data_dir)
         if supervisor is not None:
             supervisor.stop()
         if embedded:
@@ -287,7 +321,15 @@ def api_cmd(host: str | None, port: int | None) -> None:
     """Serve the HTTP API with uvicorn."""
     import uvicorn
 
+    # The options stand for the variables, so the public URL follows them like it follows those.
+    if host:
+        os.environ["SYNDICATE_API_HOST"] = host
+    if port:
+        os.environ["SYNDICATE_API_PORT"] = str(port)
+    reset_settings()
     settings = get_settings()
+    for line in start_warnings(settings):
+        click.echo(line, err=True)
     uvicorn.run("syndicate.api:create_app", factory=True, host=host or settings.api_host,
                 port=port or settings.api_port, log_level="info", access_log=False)
 

@@ -37,7 +37,7 @@ def parse_smtp_url(url: str) -> SmtpConfig:
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ConfigError(
-            f"SYNDICATE_SMTP_URL {url!r} is not an SMTP URL; use smtp://host:port, "
+            f"SYNDICATE_SMTP_URL ({parts.scheme or 'no'} scheme) is not an SMTP URL; use smtp://host:port, "
             "smtp+starttls://user:pass@host:587 or smtps://user:pass@host:465"
         )
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
