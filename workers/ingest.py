@@ -20,6 +20,7 @@ import logging
 
 from syndicate import deadletters, events
 from syndicate.config import get_settings
+from syndicate.store import get_redis, key
 
 from .app import app
 from .base import CHANNEL_TASKS, SyndicateTask
@@ -33,6 +34,8 @@ BEAT_SCHEDULE = {
 # Work per reconciler run is bounded: a backlog is worked off over several runs instead of
 # flooding the queues at once (each run handles at most this many events per set).
 RECONCILE_BATCH = 500
+# Longer than any run takes, shorter than beat's 30 s period, so a crashed run never blocks the next.
+RECONCILE_LOCK_SECONDS = 25
 
 
 def enqueue_fanout(event_id: str) -> None:
@@ -71,12 +74,35 @@ def reconcile(self, event_ids: list[str] | None = None) -> int:
     ``event_ids`` limits the run to those events (an operator's one-off, or a test that must
     not touch other tests' events); beat passes none. Returns how many tasks it sent.
     """
-    grace = get_settings().reconcile_after_seconds
-    stuck = events.pending_events(grace, limit=RECONCILE_BATCH, only=event_ids)
-    for event_id in stuck:
-        fanout.apply_async(args=[event_id])
-    sent = len(stuck)
+    settings = get_settings()
+    grace = settings.reconcile_after_seconds
+    client = get_redis()
+    lock = key("reconcile", "lock")
+    # One run at a time: beat and an operator's `syndicate reconcile` would otherwise re-send the same events.
+    if not client.set(lock, self.request.id or "cli", nx=True, ex=RECONCILE_LOCK_SECONDS):
+        log.info("another reconcile run is in progress; skipping this one")
+        return 0
+    try:
+        return _reconcile(client, settings.broker_prefix, grace, event_ids)
+    finally:
+        client.delete(lock)
+
+
+def _reconcile(client, broker_prefix: str, grace: float, event_ids: list[str] | None) -> int:
+    def backlog(queue: str) -> int:
+        # A queue that still holds messages may still hold the event's: under a backlog longer than the
+        # grace, re-sending would only double the backlog. A lost message is re-sent once the queue drains.
+        return client.llen(broker_prefix + queue)
+
+    sent = 0
+    if backlog("ingest") == 0:
+        stuck = events.pending_events(grace, limit=RECONCILE_BATCH, only=event_ids)
+        for event_id in stuck:
+            fanout.apply_async(args=[event_id])
+        sent += len(stuck)
     for channel, task in CHANNEL_TASKS.items():
+        if backlog(channel):
+            continue
         owed = events.owed_events(channel, grace, limit=RECONCILE_BATCH, only=event_ids)
         for event_id in owed:
             app.send_task(task, args=[event_id])
