@@ -12,7 +12,7 @@ import pytest
 
 from syndicate import config
 from syndicate.errors import ConfigError
-from syndicate.webhooks.guard import BlockedDestination, Guard
+from syndicate.webhooks.guard import BlockedDestination, Guard, refusal_reason
 
 # 6to4 (2002::/16) embeds an IPv4 address in bits 16..48: 2002:AABB:CCDD:: carries A.B.C.D.
 SIX_TO_FOUR = {
@@ -140,3 +140,10 @@ def test_guard_from_default_settings_allows_nothing_internal_and_plain_http(monk
     guard.check_url("http://partner.example/")
     with pytest.raises(BlockedDestination):
         guard.check_address("h", "127.0.0.1")
+
+
+@pytest.mark.parametrize("literal", ["192.0.0.8", "192.0.0.9", "192.31.196.1", "192.52.193.1", "192.175.48.1", "3fff::1"])
+def test_special_purpose_ranges_are_refused_by_name_whatever_the_patch_level(literal):
+    # IANA's special-purpose registries are written out in the guard: the standard library's
+    # tables differ between patch releases (192.0.0.8/9 were global on 3.11.7).
+    assert refusal_reason(ipaddress.ip_address(literal)) == "a special-purpose address (not a public destination)"

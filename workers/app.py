@@ -138,9 +138,16 @@ def _collect_beat_schedule() -> dict:
 app.conf.beat_schedule = _collect_beat_schedule()
 
 
-from celery.signals import worker_ready, worker_shutdown  # noqa: E402
+from celery.signals import setup_logging, worker_ready, worker_shutdown  # noqa: E402
 
-from syndicate import instance  # noqa: E402
+from syndicate import instance, logs  # noqa: E402
+
+
+@setup_logging.connect
+def _setup_logging(loglevel=None, **_kwargs) -> None:
+    # Connected, this receiver replaces Celery's own logging set-up in workers and beat: their
+    # records go through syndicate.logs (JSON lines or text, routine task lines demoted) like the API's.
+    logs.setup(loglevel or "INFO")
 
 
 @worker_ready.connect

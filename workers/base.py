@@ -13,6 +13,7 @@ record of that event on that channel. The reconciler re-dispatches the rest.
 from __future__ import annotations
 
 import datetime
+import inspect
 import json
 import logging
 import time
@@ -21,8 +22,9 @@ import traceback
 import kombu.exceptions
 import redis
 from celery import Task
+from celery.signals import task_postrun
 
-from syndicate import deadletters, events
+from syndicate import deadletters, events, logs
 from syndicate.config import get_settings
 from syndicate.store import get_redis, key
 
@@ -92,8 +94,36 @@ class SyndicateTask(Task):
                 events.settle(self.queue_name, subject, pipe)
             pipe.execute()
 
+    # Outcome logging: one line per task run, carrying the ids an operator searches for.
+
+    def before_start(self, task_id, args, kwargs):  # noqa: D401 - Celery hook
+        _started[task_id] = time.monotonic()
+
+    def outcome_fields(self, task_id: str, args, kwargs, outcome: str) -> dict:
+        """The ``extra=`` of an outcome line: task, queue, subject, ids, outcome and duration."""
+        started = _started.pop(task_id, None)
+        fields = {"task": self.name, "queue": self.queue_name, "task_id": task_id, "outcome": outcome,
+                  "subject": str(args[0]) if args else None,
+                  "duration_ms": round((time.monotonic() - started) * 1000, 1) if started is not None else None}
+        fields.update(_ids(self, args, kwargs))
+        return fields
+
+    def on_success(self, retval, task_id, args, kwargs):  # noqa: D401 - Celery hook
+        fields = self.outcome_fields(task_id, args, kwargs, "success")
+        # A periodic task that found nothing to do returns nothing (0, [], None): beat runs the
+        # webhook drain every second, and a quiet system's log must stay quiet at INFO.
+        level = logging.DEBUG if not retval and self.name in _periodic(self) else logging.INFO
+        log.log(level, "task %s succeeded%s in %.1f ms", self.name, _on(fields), fields["duration_ms"] or 0.0,
+                extra=fields)
+
+    def on_retry(self, exc, task_id, args, kwargs, einfo):  # noqa: D401 - Celery hook
+        fields = self.outcome_fields(task_id, args, kwargs, "retry")
+        log.warning("task %s will retry%s: %s: %s", self.name, _on(fields), type(exc).__name__, exc, extra=fields)
+
     def on_failure(self, exc, task_id, args, kwargs, einfo):  # noqa: D401 - Celery hook
-        log.error("task %s failed for good on %s: %s", self.name, args, exc)
+        fields = self.outcome_fields(task_id, args, kwargs, "failure")
+        log.error("task %s failed for good%s: %s: %s", self.name, _on(fields), type(exc).__name__, exc,
+                  extra=fields)
         try:
             deadletters.record(
                 self.queue_name, f"{type(exc).__name__}: {exc}", task=self.name, args=args, kwargs=kwargs,
@@ -106,6 +136,36 @@ class SyndicateTask(Task):
                 events.settle(self.queue_name, str(args[0]))
         except Exception:  # the store itself may be what failed
             log.exception("could not record dead letter for %s", self.name)
+
+
+# Start times of the runs in progress in this process, by task id (threads share it; a prefork
+# child has its own). The outcome hooks take an entry out; task_postrun, sent after every run
+# (one that raised Ignore or Reject too, which no outcome hook sees), whatever is left.
+_started: dict[str, float] = {}
+
+
+@task_postrun.connect
+def _forget_start(task_id=None, **_kwargs) -> None:
+    _started.pop(task_id, None)
+
+
+def _ids(task: Task, args, kwargs) -> dict:
+    """The ids among a task's arguments, named after its parameters (``deliver(delivery_id)``)."""
+    try:
+        names = [p for p in inspect.signature(task.run).parameters if p != "self"]
+    except (TypeError, ValueError):
+        return {}
+    values = dict(zip(names, args or ()))
+    values.update(kwargs or {})
+    return {name: values[name] for name in logs.ID_FIELDS if isinstance(values.get(name), str)}
+
+
+def _on(fields: dict) -> str:
+    return f" on {fields['subject']}" if fields.get("subject") else ""
+
+
+def _periodic(task: Task) -> set[str]:
+    return {entry["task"] for entry in (task.app.conf.beat_schedule or {}).values()}
 
 
 def receipts(queue: str, count: int = 100) -> list[dict]:

@@ -65,7 +65,7 @@ def resume_cmd(edition_id: str) -> None:
 
 @digest_group.command("status")
 @click.argument("list_id")
-@click.option("--limit", default=10, show_default=True)
+@click.option("--limit", default=10, show_default=True, help="How many editions to show, newest first.")
 @handle_errors
 def status_cmd(list_id: str, limit: int) -> None:
     """The latest editions of LIST with their counts (skipped ones too)."""
@@ -132,6 +132,7 @@ def lists_list() -> None:
 @click.argument("list_id")
 @handle_errors
 def lists_show(list_id: str) -> None:
+    """One list's settings, its state and its subscriber counts, as JSON."""
     from ..newsletter import lists
 
     echo_json({**lists.get_list(list_id), "state": lists.list_state(list_id), "subscribers": lists.counts(list_id)})
@@ -142,6 +143,7 @@ def lists_show(list_id: str) -> None:
 @click.confirmation_option(prompt="Delete the list and all its subscribers?")
 @handle_errors
 def lists_remove(list_id: str) -> None:
+    """Delete a list and all its subscribers (asks first unless --yes)."""
     from ..newsletter import lists
 
     lists.delete_list(list_id)
@@ -181,10 +183,12 @@ def subscribers_remove(list_id: str, emails: tuple[str, ...]) -> None:
 
 @subscribers_group.command("list")
 @click.argument("list_id")
-@click.option("--status", type=click.Choice(["pending", "confirmed", "unsubscribed"]), default=None)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--status", type=click.Choice(["pending", "confirmed", "unsubscribed"]), default=None,
+              help="Only subscribers in this state (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handle_errors
 def subscribers_list(list_id: str, status: str | None, as_json: bool) -> None:
+    """The subscribers of LIST_ID with their state, sorted by address."""
     from ..newsletter import lists
 
     lists.get_list(list_id)

@@ -39,7 +39,7 @@ def events_group() -> None:
 
 
 @events_group.command("list")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", default=20, show_default=True, help="How many events to show.")
 @handle_errors
 def events_list(limit: int) -> None:
     """The newest events, newest first."""
@@ -97,7 +97,7 @@ def _describe(index: int, record: dict) -> str:
 
 
 @dead_letters_group.command("list")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", default=20, show_default=True, help="How many dead letters to show.")
 @handle_errors
 def dead_letters_list(limit: int) -> None:
     """The newest dead letters: channel, article, error and the task that redoes the work."""

@@ -35,7 +35,7 @@ def partners_group() -> None:
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False), help="A partner configuration (schemas/partner.schema.json) instead of NAME URL.")
 @click.option("--event", "event_types", multiple=True, help="An event type to send (repeatable; default: all article events).")
 @click.option("--section", "sections", multiple=True, help="Only stories of this section (repeatable; default: all).")
-@click.option("--description", default=None)
+@click.option("--description", default=None, help="A note for operators about this partner.")
 @click.option("--header", "headers", multiple=True, help="An extra header 'Name: value' sent with every attempt (repeatable).")
 @click.option("--full-article", is_flag=True, help="Send the whole article in data.article.")
 @click.option("--disabled", is_flag=True, help="Register it disabled.")
@@ -203,9 +203,10 @@ def deliveries_group() -> None:
 
 
 @deliveries_group.command("list")
-@click.option("--partner", default=None)
-@click.option("--status", type=click.Choice(["pending", "succeeded", "failed", "skipped"]), default=None)
-@click.option("--limit", default=50, show_default=True)
+@click.option("--partner", default=None, help="Only deliveries to this partner (default: all).")
+@click.option("--status", type=click.Choice(["pending", "succeeded", "failed", "skipped"]), default=None,
+              help="Only deliveries in this state (default: all).")
+@click.option("--limit", default=50, show_default=True, help="How many deliveries to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
 def deliveries_list(partner: str | None, status: str | None, limit: int, as_json: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import signal
@@ -287,22 +288,25 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
 
 @click.command("worker")
 @click.option("-Q", "--queues", default=ALL_QUEUES, show_default=True, help="Comma-separated queues to consume.")
-@click.option("-c", "--concurrency", default=2, show_default=True)
+@click.option("-c", "--concurrency", default=2, show_default=True, help="Worker processes (prefork pool).")
 @click.option("-n", "--hostname", default=None, help="Worker node name.")
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--loglevel", default="INFO", show_default=True,
+              help="Lowest level logged: DEBUG, INFO, WARNING or ERROR (the format: SYNDICATE_LOG_FORMAT).")
 @handle_errors
 def worker_cmd(queues: str, concurrency: int, hostname: str | None, loglevel: str) -> None:
     """Run a Celery worker on QUEUES (prefork)."""
     from workers.app import app
 
-    argv = ["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "--without-gossip", "--without-mingle"]
+    argv = [*_celery_options(loglevel, "worker"), "worker", "-Q", queues, "-c", str(concurrency),
+            "--loglevel", loglevel, "--without-gossip", "--without-mingle"]
     if hostname:
         argv += ["-n", hostname]
     app.worker_main(argv)
 
 
 @click.command("beat")
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--loglevel", default="INFO", show_default=True,
+              help="Lowest level logged: DEBUG, INFO, WARNING or ERROR (the format: SYNDICATE_LOG_FORMAT).")
 @handle_errors
 def beat_cmd(loglevel: str) -> None:
     """Run the periodic scheduler (reconciler, webhook retries, newsletter editions)."""
@@ -310,7 +314,27 @@ def beat_cmd(loglevel: str) -> None:
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app.start(["beat", "--loglevel", loglevel, "-s", str(settings.data_dir / "celerybeat-schedule")])
+    app.start([*_celery_options(loglevel, "beat"), "beat", "--loglevel", loglevel,
+               "-s", str(settings.data_dir / "celerybeat-schedule")])
+
+
+def _celery_options(loglevel: str, command: str) -> list[str]:
+    """Celery's options before the sub-command: ``--quiet`` when the log is JSON lines.
+
+    A malformed SYNDICATE_LOG_FORMAT or level stops here, as one error line, before Celery
+    starts. Celery prints its start-up banner to stdout, outside logging, and that text
+    would break a log of JSON lines; the same facts are logged as JSON instead.
+    """
+    from .. import logs
+
+    logs.setup(loglevel)
+    if logs.log_format() != "json":
+        return []
+    from workers.app import app
+
+    logging.getLogger("syndicate.workers").info("celery %s starting (broker %s)", command, app.connection().as_uri(),
+                                                extra={"argv": sys.argv[1:]})
+    return ["--quiet"]
 
 
 @click.command("api")
@@ -328,15 +352,20 @@ def api_cmd(host: str | None, port: int | None) -> None:
         os.environ["SYNDICATE_API_PORT"] = str(port)
     reset_settings()
     settings = get_settings()
+    from .. import logs
+
+    logs.setup("INFO")
     for line in start_warnings(settings):
-        click.echo(line, err=True)
+        logging.getLogger("syndicate.api").warning(line)
+    # log_config=None: uvicorn's records go through syndicate.logs; its own access log stays off
+    # because the app logs each request itself (syndicate.logs.AccessLog), without query strings.
     uvicorn.run("syndicate.api:create_app", factory=True, host=host or settings.api_host,
-                port=port or settings.api_port, log_level="info", access_log=False)
+                port=port or settings.api_port, log_level="info", access_log=False, log_config=None)
 
 
 @click.command("mailbox")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=1025, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=1025, show_default=True, help="SMTP port to listen on.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
               help="Where to keep the messages (default: $SYNDICATE_DATA_DIR/mail).")
 def mailbox_cmd(host: str, port: int, directory: str | None) -> None:
