@@ -36,6 +36,8 @@ def _enqueue(event_id: str) -> None:
 
 def _answer(result: events.IngestResult) -> JSONResponse:
     INGESTED.labels(result.outcome).inc()
+    log.info("article %s v%s: %s", result.article_id, result.version, result.event_type or result.outcome,
+             extra={"event_id": result.event_id, "article_id": result.article_id, "outcome": result.outcome})
     if result.outcome == "event":
         _enqueue(result.event_id or "")
         return JSONResponse(result.as_dict(), status_code=202)
