@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from .. import __version__
+from .. import __version__, console
 from ..logs import AccessLog
 from ..store import get_redis
 from . import articles, errors, feeds, metrics, newsletters, openapi, partners
@@ -34,6 +34,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     for module in (articles, feeds, partners, newsletters, metrics):
         app.include_router(module.router)
+    console.install(app)  # the operators' console and the readers' pages
 
     @app.get("/healthz", tags=["operations"], summary="Is Redis reachable?",
              responses={503: {"description": "Redis is unreachable; retry after the Retry-After header"}})

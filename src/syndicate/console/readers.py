@@ -1,0 +1,102 @@
+"""Pages for readers: a list's page with its subscribe form, and the archive of sent editions.
+
+Public, no cookies. Nothing here reads a subscriber record: the archive shows the
+edition as built (its unsubscribe link is a placeholder then, replaced here by the
+list's own page), so no page can show an address or a token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import HTMLResponse, Response
+from feedgen.feed import FeedGenerator
+
+from ..api import newsletters as newsletters_api
+from ..config import get_settings
+from ..errors import NotFound, ValidationFailed
+from ..newsletter import editions, lists
+from ..newsletter.edition import UNSUBSCRIBE_PLACEHOLDER
+from .web import EDITION_CSP, page, secure
+
+router = APIRouter(include_in_schema=False)
+LIST_ID = Path(..., pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+# Manual editions are "{list}.m{ms}", scheduled ones "{list}.{YYYYMMDDTHHMMZ}".
+EDITION_ID = Path(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,100}$")
+
+
+def _sent(list_id: str, limit: int = 100) -> list[dict]:
+    """The list's sent editions, newest first: skipped, failed or unfinished ones are not published."""
+    return [e for e in editions.history(list_id, limit) if e.get("state") == "sent"]
+
+
+def _content(list_id: str, edition_id: str) -> dict:
+    record = editions.get_edition(edition_id)
+    if record.get("list") != list_id or record.get("state") != "sent":
+        raise NotFound(f"no sent edition {edition_id!r} of list {list_id!r}")
+    return json.loads(record.get("content") or "{}")
+
+
+def _date(epoch: object) -> dt.datetime:
+    return dt.datetime.fromtimestamp(float(epoch or 0), dt.timezone.utc)
+
+
+@router.get("/newsletters/{list_id}")
+def list_page(list_id: str = LIST_ID) -> Response:
+    config = lists.get_list(list_id)
+    return page("reader_list.html", private=False, config=config, editions=_sent(list_id, 5), date=_date,
+                done=False)
+
+
+@router.post("/newsletters/{list_id}")
+async def subscribe(request: Request, list_id: str = LIST_ID) -> Response:
+    # The admin API's public subscribe endpoint does the work (double opt-in, the same answer
+    # whatever the address's state); this page only turns its answer into HTML.
+    config = lists.get_list(list_id)
+    try:
+        answer = await newsletters_api.subscribe(request, list_id)
+    except ValidationFailed as exc:
+        return page("reader_list.html", status=422, private=True, config=config, editions=_sent(list_id, 5),
+                    date=_date, done=False, problems=exc.problems)
+    return page("reader_list.html", status=answer.status_code, private=True, config=config,
+                editions=_sent(list_id, 5), date=_date, done=True)
+
+
+@router.get("/newsletters/{list_id}/editions")
+def archive(list_id: str = LIST_ID) -> Response:
+    config = lists.get_list(list_id)
+    return page("reader_editions.html", private=False, config=config, editions=_sent(list_id), date=_date)
+
+
+@router.get("/newsletters/{list_id}/editions.atom")
+def atom(list_id: str = LIST_ID) -> Response:
+    config = lists.get_list(list_id)
+    base = get_settings().public_url.rstrip("/")
+    feed = FeedGenerator()
+    feed.id(f"{base}/newsletters/{list_id}/editions")
+    feed.title(config["name"])
+    feed.link(href=f"{base}/newsletters/{list_id}/editions.atom", rel="self")
+    feed.link(href=f"{base}/newsletters/{list_id}/editions", rel="alternate")
+    sent = _sent(list_id, 50)
+    feed.updated(_date(sent[0].get("finished_at") or sent[0].get("created_at")) if sent else _date(0))
+    for record in reversed(sent):
+        content = _content(list_id, record["id"])
+        entry = feed.add_entry()
+        url = f"{base}/newsletters/{list_id}/editions/{record['id']}"
+        entry.id(url)
+        entry.link(href=url)
+        entry.title(content.get("subject") or record["id"])
+        entry.updated(_date(record.get("finished_at") or record.get("created_at")))
+        entry.summary(content.get("text", "")[:2000])
+    return Response(feed.atom_str(pretty=True), media_type="application/atom+xml")
+
+
+@router.get("/newsletters/{list_id}/editions/{edition_id}")
+def edition_page(list_id: str = LIST_ID, edition_id: str = EDITION_ID) -> Response:
+    content = _content(list_id, edition_id)
+    # The email's HTML, built by the newsletter's autoescaping templates; where each reader's
+    # unsubscribe link went, the list's page (never anyone's token).
+    html = content.get("html", "").replace(UNSUBSCRIBE_PLACEHOLDER, f"/newsletters/{list_id}")
+    return secure(HTMLResponse(html), csp=EDITION_CSP, private=False)
