@@ -39,6 +39,21 @@ def test_a_dead_lettered_channel_task_settles_its_channel_and_no_other(redis_cli
         events.settle(channel, event_id)
 
 
+def test_a_channel_task_that_outlived_its_retries_in_an_outage_stays_owed(redis_client):
+    # Retries ran out while the store was away: the reconciler must still redo the event once
+    # the store is back, so the dead letter does not settle it (a requeue would do the same work).
+    import redis
+
+    event_id = events.new_event_id()
+    events.mark_fanned_out(event_id, tuple(CHANNEL_TASKS))
+    outage = redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+    app.tasks[CHANNEL_TASKS["newsletter"]].on_failure(outage, "task-3", [event_id], {}, None)
+    assert _owed(redis_client, event_id) == set(CHANNEL_TASKS)
+    assert any(d["task_id"] == "task-3" for d in deadletters.listing(50))
+    for channel in CHANNEL_TASKS:
+        events.settle(channel, event_id)
+
+
 def test_redispatch_restarts_the_grace_only_of_events_still_owed(redis_client):
     owed, settled = events.new_event_id(), events.new_event_id()
     events.mark_fanned_out(owed, ("webhooks",))

@@ -67,7 +67,9 @@ class SyndicateTask(Task):
     retry_backoff = True
     retry_backoff_max = 30
     retry_jitter = True
-    max_retries = 5
+    # Celery's jitter draws each wait between 0 and the backoff, so 12 tries span about two
+    # minutes on average: a store restart or a short outage is ridden out, not dead-lettered.
+    max_retries = 12
 
     def retry(self, *args, countdown=None, eta=None, **kwargs):
         """Celery's retry, with the wait capped well below the broker's visibility timeout.
@@ -130,9 +132,11 @@ class SyndicateTask(Task):
                 subject=str(args[0]) if args else None,
                 traceback_text="".join(traceback.format_exception(exc)), task_id=task_id,
             )
-            if args and CHANNEL_TASKS.get(self.queue_name) == self.name:
+            if args and CHANNEL_TASKS.get(self.queue_name) == self.name and not isinstance(exc, TRANSIENT_ERRORS):
                 # The dead letter is now this channel's record of the event: requeueing it is
-                # the operator's call, so the reconciler must stop re-dispatching it.
+                # the operator's call, so the reconciler must stop re-dispatching it. After an
+                # outage that outlasted the retries the event stays owed instead: the reconciler
+                # redoes it once the store is back, which is all a requeue would do.
                 events.settle(self.queue_name, str(args[0]))
         except Exception:  # the store itself may be what failed
             log.exception("could not record dead letter for %s", self.name)

@@ -18,7 +18,7 @@ from syndicate.feeds import service, state, websub
 from syndicate.store import get_redis, key
 
 from .app import app
-from .base import TRANSIENT_ERRORS, SyndicateTask, max_countdown
+from .base import SyndicateTask, max_countdown
 
 log = logging.getLogger("syndicate.workers.feeds")
 
@@ -37,11 +37,10 @@ def _kick_websub(_feed_id: str = "", _formats: list[str] | None = None) -> None:
 
 # Every countdown in this module stays at or under 60 s: the Redis broker redelivers an
 # unacked ETA task once its visibility timeout passes, which would run it twice.
-# (Backoff 1, 2, 4, 8, 16 s, capped at 30 s; websub_flush caps its own at 60 s.)
+# (Retries follow SyndicateTask's policy: backoff capped at 30 s; websub_flush caps its own at 60 s.)
 # Transient errors (the network, the store restarting) are retried; anything else is a bug or a bad
 # record, and a story that cannot be rendered is already left out and dead-lettered by the render.
-@app.task(name="syndicate.feeds.apply_event", base=SyndicateTask, queue_name="feeds", bind=True,
-          autoretry_for=TRANSIENT_ERRORS, retry_backoff=True, retry_backoff_max=30, max_retries=5)
+@app.task(name="syndicate.feeds.apply_event", base=SyndicateTask, queue_name="feeds", bind=True)
 def apply_event(self, event_id: str) -> None:
     event = events.get_event(event_id)
     if event is not None:
@@ -51,8 +50,7 @@ def apply_event(self, event_id: str) -> None:
     self.record_receipt(event_id)
 
 
-@app.task(name="syndicate.feeds.render", base=SyndicateTask, queue_name="feeds", bind=True,
-          autoretry_for=TRANSIENT_ERRORS, retry_backoff=True, retry_backoff_max=30, max_retries=5)
+@app.task(name="syndicate.feeds.render", base=SyndicateTask, queue_name="feeds", bind=True)
 def render(self, feed_id: str, mark: bool = True) -> int:
     """Render one feed; ``mark=False`` when the sender already recorded the change (apply_event)."""
     if mark:

@@ -146,8 +146,7 @@ def finish_attempts_on_shutdown(**_kwargs: object) -> None:
         pool.close(0)
 
 
-@app.task(name="syndicate.webhooks.dispatch_event", base=SyndicateTask, queue_name="webhooks", bind=True,
-          autoretry_for=TRANSIENT_ERRORS, retry_backoff=True, max_retries=5)
+@app.task(name="syndicate.webhooks.dispatch_event", base=SyndicateTask, queue_name="webhooks", bind=True)
 def dispatch_event(self, event_id: str) -> None:
     """One delivery per matching partner (idempotent per event), first attempts started at once.
 
@@ -168,8 +167,7 @@ def dispatch_event(self, event_id: str) -> None:
     self.record_receipt(event_id)
 
 
-@app.task(name="syndicate.webhooks.deliver", base=SyndicateTask, queue_name="webhooks", bind=True,
-          autoretry_for=TRANSIENT_ERRORS, retry_backoff=True, max_retries=5)
+@app.task(name="syndicate.webhooks.deliver", base=SyndicateTask, queue_name="webhooks", bind=True)
 def deliver(self, delivery_id: str) -> None:
     """Attempt one delivery now (a due retry, a resend); a finished or busy delivery is left alone."""
     record = deliveries.get(delivery_id)
