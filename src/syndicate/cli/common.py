@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import click
@@ -64,17 +64,21 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except store_errors() as exc:
-            click.echo(store_down_line(exc), err=True)
-            sys.exit(EXIT_FAILED)
-        except ValidationFailed as exc:
-            report_problems("input", exc)
-            sys.exit(EXIT_BAD_INPUT)
-        except ConfigError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        except SyndicateError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            sys.exit(EXIT_FAILED)
+        except (SyndicateError, *store_errors()) as exc:
+            exit_on(exc)
 
     return wrapper
+
+
+def exit_on(exc: BaseException) -> NoReturn:
+    """Report ``exc`` in a line (or its problems) on stderr and exit with the code it means:
+    1 for an operation that failed (the store unreachable included), 2 for bad input or a
+    malformed setting."""
+    if isinstance(exc, store_errors()):
+        click.echo(store_down_line(exc), err=True)
+        sys.exit(EXIT_FAILED)
+    if isinstance(exc, ValidationFailed):
+        report_problems("input", exc)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(f"error: {getattr(exc, 'message', exc)}", err=True)
+    sys.exit(EXIT_BAD_INPUT if isinstance(exc, ConfigError) else EXIT_FAILED)
