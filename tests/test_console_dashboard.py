@@ -39,3 +39,4 @@ def test_dashboard_shows_workers_partners_lists_and_dead_letters(api_server, htt
     for queue in ("ingest", "feeds", "webhooks", "newsletter"):
         assert f"<td>{queue}</td>" in page
     assert config["id"] in page
+    registry.remove(partner)  # partners are shared by the run: a leftover would match every later event
