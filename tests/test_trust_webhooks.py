@@ -20,11 +20,9 @@ from click.testing import CliRunner
 from conftest import ADMIN_AUTH, INGEST_AUTH, unique_article, wait_for
 from syndicate import deadletters, events
 from syndicate.cli.main import cli
-from syndicate.config import get_settings
 from syndicate.store import key
-from syndicate.webhooks import deliveries, registry, service
-from syndicate.webhooks.guard import Guard
-from webhooks_fixtures import Sink, verify
+from syndicate.webhooks import deliveries, service
+from webhooks_fixtures import Sink, partner, verify  # noqa: F401  (partner is a fixture)
 from workers.base import TRANSIENT_ERRORS, receipts
 from workers.ingest import enqueue_fanout
 from workers.webhooks import deliver, dispatch_event
@@ -35,21 +33,6 @@ def sink():
     made = Sink()
     yield made
     made.close()
-
-
-@pytest.fixture()
-def partner(redis_client):
-    names: list[str] = []
-
-    def make(url: str, **config):
-        name = f"trust-{uuid.uuid4().hex[:10]}"
-        _record, secret = registry.add({"name": name, "url": url, **config}, Guard.from_settings(get_settings()))
-        names.append(name)
-        return name, secret
-
-    yield make
-    for name in names:
-        registry.remove(name)
 
 
 def _run(*args):

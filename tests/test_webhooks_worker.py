@@ -6,31 +6,13 @@ import json
 import time
 import uuid
 
-import pytest
-
 from conftest import INGEST_AUTH, unique_article, wait_for
 from syndicate import events
 from syndicate.config import get_settings
-from syndicate.webhooks import deliveries, registry
-from syndicate.webhooks.guard import Guard
-from webhooks_fixtures import Answer, Sink, sinks, verify  # noqa: F401  (sinks is a fixture)
+from syndicate.webhooks import deliveries
+from webhooks_fixtures import Answer, Sink, partner, sinks, verify  # noqa: F401  (fixtures)
 from workers.base import receipts
 from workers.ingest import enqueue_fanout
-
-
-@pytest.fixture()
-def partner(redis_client):
-    names: list[str] = []
-
-    def make(url: str, **config):
-        name = f"w-{uuid.uuid4().hex[:10]}"
-        _record, secret = registry.add({"name": name, "url": url, **config}, Guard.from_settings(get_settings()))
-        names.append(name)
-        return name, secret
-
-    yield make
-    for name in names:
-        registry.remove(name)
 
 
 def publish(section: str) -> str:

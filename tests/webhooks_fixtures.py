@@ -133,6 +133,27 @@ def sinks():
         sink.close()
 
 
+@pytest.fixture()
+def partner(redis_client):
+    """A factory of partners (name, secret), removed when the test ends: the run shares its
+    partners, and one left behind would match every later event."""
+    from syndicate.config import get_settings
+    from syndicate.webhooks import registry
+    from syndicate.webhooks.guard import Guard
+
+    names: list[str] = []
+
+    def make(url: str, **config):
+        name = f"p-{uuid.uuid4().hex[:10]}"
+        _record, secret = registry.add({"name": name, "url": url, **config}, Guard.from_settings(get_settings()))
+        names.append(name)
+        return name, secret
+
+    yield make
+    for name in names:
+        registry.remove(name)
+
+
 
 def serve(port: int, log_path: str, delay: float = 0.0) -> None:
     """A sink in a process of its own (the fault tests stop and restart it on the same port).
