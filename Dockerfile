@@ -13,7 +13,6 @@ WORKDIR /src
 # Only what the wheel is built from.
 COPY pyproject.toml README.md ./
 COPY src ./src
-COPY workers ./workers
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
@@ -24,10 +23,8 @@ RUN groupadd --system --gid 10001 syndicate \
     && chown -R 10001:10001 /data
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links /wheels syndicate
-# The JSON Schemas are read from a folder (SYNDICATE_SCHEMA_DIR) until they ship inside the wheel.
-COPY schemas /opt/syndicate/schemas
-ENV SYNDICATE_SCHEMA_DIR=/opt/syndicate/schemas \
-    SYNDICATE_DATA_DIR=/data \
+# The JSON Schemas and templates are package data inside the wheel: nothing else is copied.
+ENV SYNDICATE_DATA_DIR=/data \
     SYNDICATE_API_HOST=0.0.0.0 \
     SYNDICATE_API_PORT=8000 \
     PYTHONUNBUFFERED=1

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def measure(count: int, threads: int) -> float:
     """In the child: ingest ``count`` stories on ``threads`` threads; returns stories per second."""
     from syndicate import events
-    from workers.ingest import enqueue_fanout
+    from syndicate.workers.ingest import enqueue_fanout
 
     seed = json.loads((ROOT / "examples" / "articles" / "us-russia-military-talks.json").read_text())
     articles = [dict(seed, id=f"b-{uuid.uuid4().hex[:12]}") for _ in range(count)]

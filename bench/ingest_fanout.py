@@ -63,9 +63,9 @@ def main() -> None:
         baseline = time.perf_counter() - start
 
         # syndicate: ingest + fan-out by a real worker on the ingest queue only.
-        procs.append(start_worker([*celery, "-A", "workers.app", "worker", "-Q", "ingest", "-c", "2",
+        procs.append(start_worker([*celery, "-A", "syndicate.workers.app", "worker", "-Q", "ingest", "-c", "2",
                                    "--without-gossip", "--without-mingle", "--loglevel", "WARNING"]))
-        from workers.ingest import enqueue_fanout
+        from syndicate.workers.ingest import enqueue_fanout
 
         seed = json.loads((ROOT / "examples/articles/us-russia-military-talks.json").read_text())
         articles = []

@@ -41,7 +41,7 @@ def main() -> None:
     from syndicate.config import get_settings
     from syndicate.webhooks import registry
     from syndicate.webhooks.guard import Guard
-    from workers.ingest import enqueue_fanout
+    from syndicate.workers.ingest import enqueue_fanout
 
     seed = json.loads((ROOT / "examples/articles/us-russia-military-talks.json").read_text())
     section = f"Iso {uuid.uuid4().hex[:6]}"

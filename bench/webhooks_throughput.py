@@ -47,7 +47,7 @@ def main() -> None:
     from syndicate.store import get_redis
     from syndicate.webhooks import deliveries, registry
     from syndicate.webhooks.guard import Guard
-    from workers.ingest import enqueue_fanout
+    from syndicate.workers.ingest import enqueue_fanout
 
     seed = json.loads((ROOT / "examples/articles/us-russia-military-talks.json").read_text())
     section = f"Bench {uuid.uuid4().hex[:6]}"

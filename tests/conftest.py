@@ -123,7 +123,7 @@ def _cleanup_run():
 
 @pytest.fixture(scope="session")
 def celery_app():
-    from workers.app import app
+    from syndicate.workers.app import app
 
     return app
 
@@ -134,7 +134,7 @@ def celery_worker(celery_app, redis_client):
     import celery.contrib.testing.tasks  # noqa: F401  (registers celery.ping)
     from celery.contrib.testing.worker import start_worker
 
-    from workers.app import QUEUES
+    from syndicate.workers.app import QUEUES
 
     with start_worker(
         celery_app,

@@ -1,6 +1,6 @@
 """Fuzz the API from its own OpenAPI document (schemathesis): no input makes it fail with a 5xx.
 
-Bodies are generated from schemas/article.schema.json (through /openapi.json), both
+Bodies are generated from src/syndicate/schemas/article.schema.json (through /openapi.json), both
 valid and invalid, so this also checks that what the document promises is what the
 server accepts. Every 4xx carries the JSON error body.
 """

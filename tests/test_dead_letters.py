@@ -8,7 +8,7 @@ import sys
 
 from conftest import ROOT, wait_for
 
-from workers.base import dead_letters
+from syndicate.workers.base import dead_letters
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import json
 from conftest import INGEST_AUTH, unique_article, wait_for
 
 from syndicate import events
-from workers.base import CHANNEL_TASKS, receipts
+from syndicate.workers.base import CHANNEL_TASKS, receipts
 
 
 def test_posted_story_reaches_every_channel_queue(api_server, celery_worker, http, redis_client):

@@ -49,7 +49,7 @@ def feed_workers():
 
 
 def test_500_concurrent_stories_end_as_exactly_the_newest_n(feed_workers, redis_client):
-    from workers.app import app
+    from syndicate.workers.app import app
 
     size = get_settings().feed_size
     section = unique_section("Load")

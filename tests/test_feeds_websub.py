@@ -115,7 +115,7 @@ def test_no_feeds_countdown_or_eta_exceeds_60_seconds():
     import inspect
     import re
 
-    import workers.feeds as tasks
+    import syndicate.workers.feeds as tasks
 
     task = tasks.apply_event
     assert task.retry_backoff and task.retry_backoff_max <= 60

@@ -194,7 +194,7 @@ def _interval(schedule: object) -> float:
 
 @pytest.fixture(scope="module")
 def beat():
-    from workers.app import app
+    from syndicate.workers.app import app
 
     return app, dict(app.conf.beat_schedule)
 
@@ -210,7 +210,7 @@ def test_documented_periodic_task_is_in_beat_with_its_interval(beat, task):
 
 def test_every_beat_entry_names_a_registered_task_on_a_known_queue(beat):
     app, schedule = beat
-    from workers.app import QUEUES
+    from syndicate.workers.app import QUEUES
 
     assert schedule, "beat has no entries"
     for name, entry in schedule.items():

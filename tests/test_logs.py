@@ -171,8 +171,8 @@ def test_an_idle_worker_and_beat_log_nothing_about_the_drain_at_info(deployment)
 
 
 def test_outcome_lines_name_each_id_after_the_task_parameter():
-    from workers.app import app
-    from workers.base import _ids
+    from syndicate.workers.app import app
+    from syndicate.workers.base import _ids
 
     assert _ids(app.tasks["syndicate.webhooks.deliver"], ["dlv_1"], {}) == {"delivery_id": "dlv_1"}
     assert _ids(app.tasks["syndicate.newsletter.send_edition"], ["morning:2026-11-30T07:00"], {}) == {
@@ -182,7 +182,7 @@ def test_outcome_lines_name_each_id_after_the_task_parameter():
 
 
 def test_a_periodic_task_is_quiet_only_when_it_found_nothing(caplog):
-    from workers.app import app
+    from syndicate.workers.app import app
 
     drain, fanout = app.tasks["syndicate.webhooks.drain"], app.tasks["syndicate.ingest.fanout"]
     with caplog.at_level(logging.DEBUG, logger="syndicate.workers"):

@@ -20,7 +20,7 @@ from newsletter_fixtures import addresses, make_list, smtp_sink, subscribe_all
 from syndicate.config import get_settings
 from syndicate.newsletter import editions
 from syndicate.store import delete_prefix, get_redis, key
-from workers.base import receipts
+from syndicate.workers.base import receipts
 
 
 @pytest.fixture()
@@ -81,7 +81,7 @@ SETUP = """
 import csv, json, sys, datetime as dt
 from syndicate import events
 from syndicate.newsletter import lists, service
-from workers.newsletter import send_edition
+from syndicate.workers.newsletter import send_edition
 doc, readers, article = json.loads(sys.stdin.read())
 lists.put_list(doc)
 lists.import_rows(doc["id"], [{"email": r} for r in readers])
@@ -124,7 +124,7 @@ def test_a_worker_killed_mid_send_is_resumed_and_every_subscriber_gets_it_exactl
         sink.rcpt_delay = sink.data_delay = 0.0
 
         second = _worker(env, "nl-second")
-        from workers.app import celery_config
+        from syndicate.workers.app import celery_config
         from celery import Celery
 
         other = Celery("kill-test")

@@ -17,12 +17,12 @@ import requests
 
 from conftest import ROOT, Deployment, free_port, wait_for
 
-# The wiring workers/app.py is meant to carry: a heartbeat from worker_ready until worker_shutdown.
+# The wiring syndicate/workers/app.py is meant to carry: a heartbeat from worker_ready until worker_shutdown.
 WIRED_WORKER = """
 import sys
 from celery.signals import worker_ready, worker_shutdown
 from syndicate import instance
-from workers.app import app
+from syndicate.workers.app import app
 
 @worker_ready.connect
 def _start_heartbeat(sender, **_):

@@ -17,7 +17,7 @@ from conftest import INGEST_AUTH, unique_article, wait_for
 from syndicate import events
 from syndicate.feeds.model import stable_id
 from syndicate.store import key
-from workers.base import CHANNEL_TASKS, receipts
+from syndicate.workers.base import CHANNEL_TASKS, receipts
 
 CHANNELS = tuple(CHANNEL_TASKS)
 
@@ -48,7 +48,7 @@ def test_reconciler_fans_out_an_event_whose_enqueue_never_happened(celery_worker
     wait_for(lambda: result.event_id in events.pending_events(older_than=1, only=[result.event_id]),
              timeout=5, message="grace period")
 
-    from workers.ingest import reconcile
+    from syndicate.workers.ingest import reconcile
 
     reconcile.apply_async(kwargs={"event_ids": [result.event_id]})  # what beat sends every 30 s, scoped
     wait_for(lambda: _fanned_out_everywhere(result.event_id), message="fan-out after reconcile")
@@ -58,12 +58,12 @@ def test_reconciler_fans_out_an_event_whose_enqueue_never_happened(celery_worker
 
 
 def test_api_accepts_while_the_broker_is_down_and_the_reconciler_recovers(api_server, celery_worker, http, monkeypatch):
-    import workers.ingest
+    import syndicate.workers.ingest
 
     def broker_down(event_id):
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(workers.ingest, "enqueue_fanout", broker_down)
+    monkeypatch.setattr(syndicate.workers.ingest, "enqueue_fanout", broker_down)
     article = unique_article()
     response = http.post(f"{api_server}/v1/articles", data=json.dumps(article),
                          headers={**INGEST_AUTH, "Content-Type": "application/json"})
@@ -73,12 +73,12 @@ def test_api_accepts_while_the_broker_is_down_and_the_reconciler_recovers(api_se
     monkeypatch.undo()
 
     wait_for(lambda: event_id in events.pending_events(older_than=1, only=[event_id]), timeout=5, message="grace period")
-    workers.ingest.reconcile.apply_async(kwargs={"event_ids": [event_id]})
+    syndicate.workers.ingest.reconcile.apply_async(kwargs={"event_ids": [event_id]})
     wait_for(lambda: _fanned_out_everywhere(event_id), message="fan-out after broker recovery")
 
 
 def test_fanout_of_an_expired_event_is_a_quiet_no_op(celery_worker, redis_client):
-    from workers.ingest import fanout
+    from syndicate.workers.ingest import fanout
 
     redis_client.zadd(key("events:pending"), {"evt_gone": 0})
     fanout.apply_async(args=["evt_gone"])

@@ -1,7 +1,7 @@
 """The article schema and its validator: examples pass, bad articles fail at the exact JSON path.
 
 Bad articles are the seed story with one small change each, so a failure points at
-exactly one rule of schemas/article.schema.json.
+exactly one rule of src/syndicate/schemas/article.schema.json.
 """
 
 from __future__ import annotations
@@ -392,6 +392,6 @@ def test_json_path_notation() -> None:
 
 def test_partner_example_validates() -> None:
     example = ROOT / "examples" / "partner.example.json"
-    if not (ROOT / "schemas" / "partner.schema.json").exists():
-        pytest.skip("schemas/partner.schema.json is not in the tree")
+    if not (ROOT / "src" / "syndicate" / "schemas" / "partner.schema.json").exists():
+        pytest.skip("src/syndicate/schemas/partner.schema.json is not in the tree")
     assert problems("partner", load(example)) == []

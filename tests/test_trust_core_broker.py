@@ -28,7 +28,7 @@ PRODUCER = """
 import json, sys, time, uuid
 from pathlib import Path
 from syndicate import events
-from workers.ingest import enqueue_fanout
+from syndicate.workers.ingest import enqueue_fanout
 seed, out = json.loads(Path(sys.argv[1]).read_text()), open(sys.argv[2], "a", buffering=1)
 while True:
     try:

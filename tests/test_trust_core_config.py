@@ -8,7 +8,7 @@ import redis
 from syndicate.config import load_settings
 from syndicate.embedded import EmbeddedRedis
 from syndicate.errors import ConfigError
-from workers.app import RESTORE_INTERVAL, app, celery_config
+from syndicate.workers.app import RESTORE_INTERVAL, app, celery_config
 
 
 def test_defaults_visibility_timeout_90_s_and_appendfsync_everysec(monkeypatch):
@@ -35,7 +35,7 @@ def test_bad_fault_settings_are_refused_with_a_message(monkeypatch, name, value)
 def test_the_running_app_uses_the_settings_and_the_crash_safe_transport():
     options = app.conf.broker_transport_options
     assert options["visibility_timeout"] == load_settings().visibility_timeout
-    assert app.conf.broker_transport == "workers.app:BrokerTransport"
+    assert app.conf.broker_transport == "syndicate.workers.app:BrokerTransport"
     with app.connection_for_write() as connection:
         assert type(connection.transport).__name__ == "BrokerTransport"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from syndicate import deadletters, events
 from syndicate.store import key
-from workers.app import app
-from workers.base import CHANNEL_TASKS
+from syndicate.workers.app import app
+from syndicate.workers.base import CHANNEL_TASKS
 
 
 def _owed(redis_client, event_id: str) -> set[str]:

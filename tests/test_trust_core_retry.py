@@ -12,8 +12,8 @@ from conftest import wait_for
 
 from syndicate import deadletters
 from syndicate.store import get_redis, key
-from workers.app import app
-from workers.base import TRANSIENT_ERRORS, SyndicateTask
+from syndicate.workers.app import app
+from syndicate.workers.base import TRANSIENT_ERRORS, SyndicateTask
 
 
 @app.task(name="syndicate.ingest.test_flaky_store", base=SyndicateTask, queue_name="ingest", bind=True)
@@ -82,7 +82,7 @@ def test_a_retry_never_waits_past_the_broker_visibility_timeout(celery_worker, r
     import datetime
 
     from syndicate.config import get_settings
-    from workers.base import max_countdown
+    from syndicate.workers.base import max_countdown
 
     subject = "slow-backoff-1"
     sent = datetime.datetime.now(datetime.timezone.utc)

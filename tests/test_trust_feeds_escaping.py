@@ -1,6 +1,6 @@
 """Newsroom text is inert in every feed format, field by field (issue 8, class 1).
 
-The field list is read from schemas/article.schema.json, so a text field added to
+The field list is read from src/syndicate/schemas/article.schema.json, so a text field added to
 the schema later is covered without touching this file (the test fails until the
 complete article below carries it, or until the feeds carry it somewhere).
 
@@ -30,7 +30,7 @@ from feeds_fixtures import html_view, reader_values, shown
 from syndicate.config import get_settings
 from syndicate.feeds import clean, feed_spec, render_feed
 
-SCHEMA = json.loads((ROOT / "schemas" / "article.schema.json").read_text())
+SCHEMA = json.loads((ROOT / "src" / "syndicate" / "schemas" / "article.schema.json").read_text())
 ATOM = "http://www.w3.org/2005/Atom"
 
 # Tags and attributes the content HTML is made of (feeds/content.py writes nothing else). Each is on the

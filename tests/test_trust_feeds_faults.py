@@ -104,7 +104,7 @@ def feed_dir_replaced_by_a_file():
 
 def test_an_unwritable_feed_dir_keeps_serving_records_the_error_and_catches_up(
         api_server, celery_worker, http, feed_dir_replaced_by_a_file):
-    from workers.feeds import sweep
+    from syndicate.workers.feeds import sweep
 
     section = unique_section("Disk")
     feed_id = section_feed_id(section)

@@ -1,7 +1,7 @@
 """Property-based: valid articles generated from the schema, then mutated, never make a 5xx.
 
 The valid articles come from schemathesis, generated from the Article schema in
-the API's own /openapi.json (itself built from schemas/article.schema.json).
+the API's own /openapi.json (itself built from src/syndicate/schemas/article.schema.json).
 hypothesis-jsonschema, the other maintained generator, does not run on the
 hypothesis release schemathesis needs (it calls a removed internal, many.more);
 hypothesis then drops, replaces and inserts values, hostile strings among them.

@@ -23,9 +23,9 @@ from syndicate.cli.main import cli
 from syndicate.store import key
 from syndicate.webhooks import deliveries, service
 from webhooks_fixtures import Sink, partner, verify  # noqa: F401  (partner is a fixture)
-from workers.base import TRANSIENT_ERRORS, receipts
-from workers.ingest import enqueue_fanout
-from workers.webhooks import deliver, dispatch_event
+from syndicate.workers.base import TRANSIENT_ERRORS, receipts
+from syndicate.workers.ingest import enqueue_fanout
+from syndicate.workers.webhooks import deliver, dispatch_event
 
 
 @pytest.fixture()

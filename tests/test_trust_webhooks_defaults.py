@@ -32,7 +32,7 @@ print(json.dumps({f.name: getattr(s, f.name) for f in dataclasses.fields(s)
 _IN_USE = """
 import json
 from syndicate.webhooks import service
-from workers.webhooks import attempts_pool
+from syndicate.workers.webhooks import attempts_pool
 ctx, pool = service.context(), attempts_pool()
 print(json.dumps({"schedule": ctx.schedule, "connect": ctx.connect_timeout, "read": ctx.read_timeout,
                   "disable_after_s": ctx.disable_after_seconds, "retention_s": ctx.retention_seconds,

@@ -208,7 +208,7 @@ _TWICE = """
 import json, sys, uuid
 from syndicate import events
 from syndicate.webhooks import deliveries
-from workers.webhooks import deliver, dispatch_event, drain
+from syndicate.workers.webhooks import deliver, dispatch_event, drain
 partner, articles = sys.argv[1], json.load(open(sys.argv[2]))
 for article in articles:
     event_id = events.ingest(article).event_id

@@ -11,8 +11,8 @@ from syndicate import events
 from syndicate.config import get_settings
 from syndicate.webhooks import deliveries
 from webhooks_fixtures import Answer, Sink, partner, sinks, verify  # noqa: F401  (fixtures)
-from workers.base import receipts
-from workers.ingest import enqueue_fanout
+from syndicate.workers.base import receipts
+from syndicate.workers.ingest import enqueue_fanout
 
 
 def publish(section: str) -> str:

@@ -18,7 +18,7 @@ A quiet system keeps a quiet log: Celery logs every task's "received" and
 "succeeded" lines, and beat every "Sending due task", at INFO; with beat ticking
 the webhook drain every second that would be several lines a second saying
 nothing. Those records are demoted to DEBUG here (``--loglevel DEBUG`` shows them
-again); the task base class (workers/base.py) logs one outcome line per task
+again); the task base class (syndicate/workers/base.py) logs one outcome line per task
 instead, with the ids, and at DEBUG for a periodic task that found nothing to do.
 """
 
@@ -32,7 +32,7 @@ import time
 from .errors import ConfigError
 
 FORMATS = ("text", "json")
-# The ids a line carries under their own key when it is about one (see workers/base.py too).
+# The ids a line carries under their own key when it is about one (see syndicate/workers/base.py too).
 ID_FIELDS = ("event_id", "article_id", "delivery_id", "edition_id")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

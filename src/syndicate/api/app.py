@@ -13,7 +13,7 @@ from . import articles, errors, feeds, metrics, newsletters, openapi, partners
 
 DESCRIPTION = (
     "Publishing systems post articles here; syndicate validates them against "
-    "schemas/article.schema.json, records them and fans them out to feeds, the "
+    "src/syndicate/schemas/article.schema.json, records them and fans them out to feeds, the "
     "newsletter digest and partner webhooks.\n\n"
     "Every JSON body must be UTF-8 JSON (RFC 8259) without a byte order mark. Bodies that parse but "
     "cannot be handled faithfully are refused with 400 and every problem's JSON path: the same key twice "
@@ -92,7 +92,7 @@ def _store() -> dict:
 def _broker() -> dict:
     # Through kombu, as the API enqueues: opening a channel pings the broker with the transport's
     # own options. No retry: a readiness probe reports now, and is asked again.
-    from workers.app import app as celery
+    from syndicate.workers.app import app as celery
 
     with celery.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
@@ -101,7 +101,7 @@ def _broker() -> dict:
 
 
 def _workers() -> dict:
-    from workers.app import QUEUES
+    from syndicate.workers.app import QUEUES
 
     from ..instance import HEARTBEAT_MAX_AGE, live_workers
 

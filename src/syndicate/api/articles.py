@@ -25,7 +25,7 @@ ARTICLE_ID = Path(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", descripti
 
 def _enqueue(event_id: str) -> None:
     # Imported here: the API module loads without a broker for `syndicate validate`.
-    from workers.ingest import enqueue_fanout
+    from syndicate.workers.ingest import enqueue_fanout
 
     try:
         enqueue_fanout(event_id)
@@ -51,7 +51,7 @@ def _answer(result: events.IngestResult) -> JSONResponse:
     dependencies=[Depends(require_ingest_token)],
     summary="Publish, update or retract an article",
     status_code=202,
-    openapi_extra=json_body("article", "Article", "The article; see schemas/article.schema.json."),
+    openapi_extra=json_body("article", "Article", "The article; see src/syndicate/schemas/article.schema.json."),
     responses={200: {"description": "Duplicate: same id, version and content; nothing enqueued"},
                202: {"description": "Accepted: the event was logged and queued"},
                400: {"description": "Malformed JSON or invalid UTF-8"},

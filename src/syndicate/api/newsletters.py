@@ -51,7 +51,7 @@ def get_lists() -> JSONResponse:
 
 
 @router.put("/v1/newsletters/{list_id}", dependencies=admin, summary="Create or replace a list",
-            openapi_extra=json_body("newsletter", "NewsletterList", "The list; see schemas/newsletter.schema.json."))
+            openapi_extra=json_body("newsletter", "NewsletterList", "The list; see src/syndicate/schemas/newsletter.schema.json."))
 async def put_list(request: Request, list_id: str = LIST_ID) -> JSONResponse:
     doc = await read_json(request)
     if isinstance(doc, dict):
@@ -152,7 +152,7 @@ def get_edition(edition_id: str, list_id: str = LIST_ID) -> JSONResponse:
 @router.post("/v1/newsletters/{list_id}/send", dependencies=admin, status_code=202,
              summary="Open a manual edition now and queue it for sending")
 def send_now(list_id: str = LIST_ID) -> JSONResponse:
-    from workers.newsletter import send_edition
+    from syndicate.workers.newsletter import send_edition
 
     eid = service.open_manual(list_id)
     send_edition.apply_async(args=[eid])
@@ -162,7 +162,7 @@ def send_now(list_id: str = LIST_ID) -> JSONResponse:
 @router.post("/v1/newsletters/{list_id}/editions/{edition_id}/resume", dependencies=admin, status_code=202,
              summary="Go on with a failed edition (after fixing its cause, e.g. the SMTP credentials)")
 def resume_edition(edition_id: str, list_id: str = LIST_ID) -> JSONResponse:
-    from workers.newsletter import send_edition
+    from syndicate.workers.newsletter import send_edition
 
     service.reopen_failed(edition_id, list_id)
     send_edition.apply_async(args=[edition_id])
@@ -211,7 +211,7 @@ async def subscribe(request: Request, list_id: str = LIST_ID) -> JSONResponse:
     email = fields.get("email", "")
     sid = await run_in_threadpool(service.request_subscription, list_id, email)
     if sid:
-        from workers.newsletter import send_confirmation
+        from syndicate.workers.newsletter import send_confirmation
 
         send_confirmation.apply_async(args=[list_id, sid])
     # The same answer whether the address was new, pending or already in: it reveals nothing.

@@ -1,4 +1,4 @@
-"""OpenAPI 3.1 built from the JSON Schemas in ``schemas/``.
+"""OpenAPI 3.1 built from the JSON Schemas in ``src/syndicate/schemas/``.
 
 Each schema becomes ``components/schemas/{Title}`` and its ``$defs`` become
 ``{Title}_{def}`` siblings, with every ``$ref`` rewritten to match: the document
@@ -21,7 +21,7 @@ COMPONENT_SCHEMAS: list[tuple[str, str]] = [("article", "Article")]
 
 
 def register(schema_name: str, title: str) -> dict[str, Any]:
-    """Make ``schemas/{schema_name}.schema.json`` a component; returns a ``$ref`` to it."""
+    """Make ``src/syndicate/schemas/{schema_name}.schema.json`` a component; returns a ``$ref`` to it."""
     if (schema_name, title) not in COMPONENT_SCHEMAS:
         COMPONENT_SCHEMAS.append((schema_name, title))
     return {"$ref": f"#/components/schemas/{title}"}

@@ -40,7 +40,7 @@ def _shown(name: str) -> dict:
 
 def _enqueue(delivery_ids: list[str]) -> None:
     # Imported here: the API loads without a broker for docs; a failed enqueue is caught by the schedule.
-    from workers.webhooks import enqueue_deliver
+    from syndicate.workers.webhooks import enqueue_deliver
 
     for delivery_id in delivery_ids:
         try:
@@ -50,7 +50,7 @@ def _enqueue(delivery_ids: list[str]) -> None:
 
 
 @router.post("/v1/partners", status_code=201, summary="Register a partner; the answer holds its secret, shown once",
-             openapi_extra=json_body("partner", "Partner", "The partner; see schemas/partner.schema.json."),
+             openapi_extra=json_body("partner", "Partner", "The partner; see src/syndicate/schemas/partner.schema.json."),
              responses={**_BODY, 201: {"description": "Created; `secret` is shown only here"},
                         409: {"description": "A partner with this name exists"}})
 async def add_partner(request: Request) -> JSONResponse:

@@ -92,7 +92,7 @@ def load_article(path: Path) -> dict[str, Any]:
 @click.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 def validate_cmd(files: tuple[str, ...]) -> None:
-    """Check article FILES against schemas/article.schema.json; list every problem with its path."""
+    """Check article FILES against src/syndicate/schemas/article.schema.json; list every problem with its path."""
     bad = 0
     try:
         paths = expand(files)
@@ -114,7 +114,7 @@ def validate_cmd(files: tuple[str, ...]) -> None:
 
 def _publish_direct(article: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     from .. import events
-    from workers.ingest import enqueue_fanout
+    from syndicate.workers.ingest import enqueue_fanout
 
     result = events.ingest(article)
     if result.outcome == "event":

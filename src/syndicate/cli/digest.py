@@ -104,7 +104,7 @@ def lists_group() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @handle_errors
 def lists_put(file: str) -> None:
-    """Create or replace a list from a JSON FILE (schemas/newsletter.schema.json)."""
+    """Create or replace a list from a JSON FILE (src/syndicate/schemas/newsletter.schema.json)."""
     from ..newsletter import lists
     from .articles import load_document
 

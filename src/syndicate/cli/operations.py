@@ -13,7 +13,7 @@ from .common import echo_json, handle_errors, shown_url
 @handle_errors
 def status_cmd() -> None:
     """Queue depths, pending events and dead letters."""
-    from workers.app import QUEUES
+    from syndicate.workers.app import QUEUES
     from ..config import get_settings
     from ..store import get_redis, key
 
@@ -24,7 +24,7 @@ def status_cmd() -> None:
         click.echo(f"queue {queue:<9} {client.llen(settings.broker_prefix + queue)} waiting")
     click.echo(f"pending events {client.zcard(key('events:pending'))} (logged, not yet fanned out)")
     from .. import events
-    from workers.base import CHANNEL_TASKS
+    from syndicate.workers.base import CHANNEL_TASKS
 
     owed = events.owed_counts(tuple(CHANNEL_TASKS))
     click.echo("receipts owed  " + ", ".join(f"{channel} {n}" for channel, n in owed.items())
@@ -67,7 +67,7 @@ def events_show(event_id: str) -> None:
 @handle_errors
 def reconcile_cmd() -> None:
     """Re-send stuck fan-outs and channels with no receipt after the grace (what beat does every 30 s)."""
-    from workers.ingest import reconcile
+    from syndicate.workers.ingest import reconcile
 
     count = reconcile.run()
     click.echo(f"sent {count} task(s) (fan-outs and channel re-dispatches)")
@@ -115,7 +115,7 @@ def dead_letters_list(limit: int) -> None:
 @handle_errors
 def dead_letters_requeue(everything: bool) -> None:
     """Send dead-lettered tasks again, oldest first; each record goes only once its task is sent."""
-    from workers.app import app
+    from syndicate.workers.app import app
     from ..store import get_redis, key
 
     client = get_redis()

@@ -32,7 +32,7 @@ def partners_group() -> None:
 @partners_group.command("add")
 @click.argument("name", required=False)
 @click.argument("url", required=False)
-@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False), help="A partner configuration (schemas/partner.schema.json) instead of NAME URL.")
+@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False), help="A partner configuration (src/syndicate/schemas/partner.schema.json) instead of NAME URL.")
 @click.option("--event", "event_types", multiple=True, help="An event type to send (repeatable; default: all article events).")
 @click.option("--section", "sections", multiple=True, help="Only stories of this section (repeatable; default: all).")
 @click.option("--description", default=None, help="A note for operators about this partner.")
@@ -163,7 +163,7 @@ def partners_remove(name: str) -> None:
 def partners_recover(name: str, since: str) -> None:
     """Re-send every failed or skipped delivery to NAME created since --since (NAME must be enabled)."""
     from ..webhooks import service
-    from workers.webhooks import enqueue_deliver
+    from syndicate.workers.webhooks import enqueue_deliver
 
     ids = service.recover(name, parse_since(since), service.context())
     if ids:
@@ -246,7 +246,7 @@ def deliveries_resend(delivery_id: str, queued: bool) -> None:
     context = service.context()
     service.resend(delivery_id, context)
     if queued:
-        from workers.webhooks import enqueue_deliver
+        from syndicate.workers.webhooks import enqueue_deliver
 
         enqueue_deliver(delivery_id)
         click.echo(f"re-sending {delivery_id}; `syndicate deliveries show {delivery_id}` shows the attempts")

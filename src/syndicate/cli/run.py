@@ -295,7 +295,7 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
 @handle_errors
 def worker_cmd(queues: str, concurrency: int, hostname: str | None, loglevel: str) -> None:
     """Run a Celery worker on QUEUES (prefork)."""
-    from workers.app import app
+    from syndicate.workers.app import app
 
     argv = [*_celery_options(loglevel, "worker"), "worker", "-Q", queues, "-c", str(concurrency),
             "--loglevel", loglevel, "--without-gossip", "--without-mingle"]
@@ -310,7 +310,7 @@ def worker_cmd(queues: str, concurrency: int, hostname: str | None, loglevel: st
 @handle_errors
 def beat_cmd(loglevel: str) -> None:
     """Run the periodic scheduler (reconciler, webhook retries, newsletter editions)."""
-    from workers.app import app
+    from syndicate.workers.app import app
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -330,7 +330,7 @@ def _celery_options(loglevel: str, command: str) -> list[str]:
     logs.setup(loglevel)
     if logs.log_format() != "json":
         return []
-    from workers.app import app
+    from syndicate.workers.app import app
 
     logging.getLogger("syndicate.workers").info("celery %s starting (broker %s)", command, app.connection().as_uri(),
                                                 extra={"argv": sys.argv[1:]})

@@ -40,7 +40,7 @@ def _next_edition(config: dict) -> str:
 
 
 def _overview() -> dict:
-    from workers.app import QUEUES
+    from syndicate.workers.app import QUEUES
 
     client = get_redis()
     settings = get_settings()
@@ -87,7 +87,7 @@ def _requeue(raw: str) -> str:
     The record is named by its exact stored JSON, so two identical-looking letters are
     requeued one at a time and a stale page never requeues a different one.
     """
-    from workers.app import app
+    from syndicate.workers.app import app
 
     client = get_redis()
     stored = {json.dumps(json.loads(x), sort_keys=True): x for x in client.lrange(key("dead-letters"), 0, -1)}

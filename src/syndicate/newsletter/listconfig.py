@@ -1,6 +1,6 @@
 """A newsletter list's configuration: validation and defaults (pure).
 
-The wire format is ``schemas/newsletter.schema.json``; on top of the schema we
+The wire format is ``src/syndicate/schemas/newsletter.schema.json``; on top of the schema we
 check what a schema cannot: the cron expression, the time zone, the From
 address and that the subject template compiles. Every problem comes back with
 its JSON path, like an invalid article.

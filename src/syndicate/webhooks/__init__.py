@@ -15,7 +15,7 @@ code does, so the pure parts can be tested with plain inputs:
         deliveries.py delivery records, the attempt log and the durable schedule
         service.py    dispatch, attempt, drain, resend, recover, ping
 
-Workers (``workers/webhooks.py``) call only ``service``.
+Workers (``syndicate/workers/webhooks.py``) call only ``service``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The event body a partner receives (pure).
 
-``{"type", "timestamp", "data"}`` as schemas/event.schema.json describes. The
+``{"type", "timestamp", "data"}`` as src/syndicate/schemas/event.schema.json describes. The
 data is a summary a partner can act on without a second request (headline,
 URL, section, summary, Quick Looks, lead image, dates, feed URLs); partners
 configured with ``fullArticle`` also get the whole article. The body is

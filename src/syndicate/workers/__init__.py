@@ -1,5 +1,5 @@
 """The Celery side of syndicate: the app, its queues and one thin task module per queue.
 
-``workers/ingest.py`` consumes ``ingest``, ``workers/feeds.py`` consumes ``feeds``,
+``syndicate/workers/ingest.py`` consumes ``ingest``, ``syndicate/workers/feeds.py`` consumes ``feeds``,
 and so on: the module name is the queue name.
 """

@@ -42,7 +42,7 @@ ROUTES = {
     "syndicate.newsletter.*": {"queue": "newsletter"},
 }
 
-TASK_MODULES = ("workers.ingest", "workers.feeds", "workers.webhooks", "workers.newsletter")
+TASK_MODULES = ("syndicate.workers.ingest", "syndicate.workers.feeds", "syndicate.workers.webhooks", "syndicate.workers.newsletter")
 
 # Seconds between each worker's sweeps for messages unacknowledged past the visibility timeout.
 RESTORE_INTERVAL = 5

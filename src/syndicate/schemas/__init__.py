@@ -1,4 +1,8 @@
-"""Load the JSON Schemas in ``schemas/`` and validate documents against them.
+"""Load the JSON Schemas shipped in this package and validate documents against them.
+
+The ``*.schema.json`` files sit beside this module and install with the wheel as
+package data (read through importlib.resources); ``SYNDICATE_SCHEMA_DIR`` points at
+another folder of the same files instead.
 
 Validators are built once per schema and check formats for real (date-time,
 uri): jsonschema's format extras are a declared dependency, and a missing one
@@ -8,6 +12,7 @@ fails loudly here rather than silently accepting bad dates.
 from __future__ import annotations
 
 import functools
+from importlib import resources
 import json
 import os
 import re
@@ -17,10 +22,11 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
-from . import dates
-from .errors import ConfigError, Problem, ValidationFailed
+from .. import dates
+from ..errors import ConfigError, Problem, ValidationFailed
 
-SCHEMA_DIR = Path(os.environ.get("SYNDICATE_SCHEMA_DIR") or Path(__file__).resolve().parents[2] / "schemas")
+# None: the files shipped in this package.
+SCHEMA_DIR: Path | None = Path(os.environ["SYNDICATE_SCHEMA_DIR"]) if os.environ.get("SYNDICATE_SCHEMA_DIR") else None
 
 # Formats the article schema relies on; each needs its checker present.
 _REQUIRED_FORMATS = ("date-time", "uri")
@@ -28,12 +34,18 @@ _REQUIRED_FORMATS = ("date-time", "uri")
 
 @functools.lru_cache(maxsize=None)
 def load_schema(name: str) -> dict[str, Any]:
-    """Return the parsed schema ``schemas/{name}.schema.json``."""
-    path = SCHEMA_DIR / f"{name}.schema.json"
+    """Return the parsed schema ``{name}.schema.json``."""
+    filename = f"{name}.schema.json"
+    if SCHEMA_DIR is None:
+        source = resources.files(__package__).joinpath(filename)
+    else:
+        source = SCHEMA_DIR / filename
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"schema {path} is missing; set SYNDICATE_SCHEMA_DIR to the schemas/ folder") from None
+        where = "the syndicate package (reinstall it)" if SCHEMA_DIR is None else \
+            f"{SCHEMA_DIR} (SYNDICATE_SCHEMA_DIR; unset it to use the schemas shipped with syndicate)"
+        raise ConfigError(f"schema {filename} is missing from {where}") from None
 
 
 @functools.lru_cache(maxsize=None)
