@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 
 from ..config import get_settings
 from ..errors import Conflict, NotFound, Problem, ValidationFailed
-from ..newsletter import editions, lists, render, service, tokens
+from ..newsletter import editions, lists, service, tokens
 from ..newsletter.headers import one_line
 from .auth import require_admin_token
 from .body import read_json, read_limited
@@ -37,10 +37,17 @@ MAX_FORM_BYTES = 65_536
 
 def _page(title: str, message: str, status: int = 200, action: str | None = None, button: str = "",
           fields: tuple[tuple[str, str], ...] = (), ask_email: bool = False) -> HTMLResponse:
-    html = render.render_page("page.html", title=one_line(title), message=one_line(message), action=action,
-                              button=button, fields=fields, ask_email=ask_email)
-    # Pages behind emailed links: never cached, never indexed, no cookies.
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
+    # The readers' pages share one template and stylesheet (console/templates/reader_base.html).
+    # Pages behind emailed links: never cached, never indexed, no cookies, no script.
+    from ..console.readers import reader_page
+
+    return reader_page(one_line(title), one_line(message), status, action=action, button=button, fields=fields,
+                       ask_email=ask_email)
+
+
+def _wants_html(request: Request) -> bool:
+    """A browser's form post (the expired-link page's form) rather than an API client."""
+    return "text/html" in request.headers.get("accept", "")
 
 
 # --- admin: lists ------------------------------------------------------------
@@ -204,17 +211,30 @@ async def _form(request: Request) -> dict[str, str]:
     return {}
 
 
-@router.post("/newsletters/{list_id}/subscribe", status_code=202,
-             summary="Ask to subscribe: a confirmation email with a signed, expiring link follows")
-async def subscribe(request: Request, list_id: str = LIST_ID) -> JSONResponse:
+async def request_subscription(request: Request, list_id: str) -> None:
+    """Ask for the subscription the form names (double opt-in); ValidationFailed for a bad address."""
     fields = await _form(request)
-    email = fields.get("email", "")
-    sid = await run_in_threadpool(service.request_subscription, list_id, email)
+    sid = await run_in_threadpool(service.request_subscription, list_id, fields.get("email", ""))
     if sid:
         from syndicate.workers.newsletter import send_confirmation
 
         send_confirmation.apply_async(args=[list_id, sid])
+
+
+@router.post("/newsletters/{list_id}/subscribe", status_code=202,
+             summary="Ask to subscribe: a confirmation email with a signed, expiring link follows")
+async def subscribe(request: Request, list_id: str = LIST_ID) -> JSONResponse:
+    try:
+        await request_subscription(request, list_id)
+    except ValidationFailed as exc:
+        if not _wants_html(request):
+            raise
+        return _page("Check the address", exc.problems[0].message, 422, action=f"/newsletters/{list_id}/subscribe",
+                     button="Send me a new link", ask_email=True)
     # The same answer whether the address was new, pending or already in: it reveals nothing.
+    if _wants_html(request):
+        return _page("Check your inbox", "We sent a link to confirm your subscription; nothing is sent until "
+                     "you press it.", 202)
     return JSONResponse({"status": "pending", "message": "check your inbox for a confirmation link"}, status_code=202)
 
 

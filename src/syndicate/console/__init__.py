@@ -9,8 +9,8 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 
-from . import auth, dashboard, partners, readers
-from .web import HERE
+from . import articles, auth, dashboard, feeds, newsletters, partners, readers
+from .web import HERE, HtmlErrors
 
 static = APIRouter(include_in_schema=False)
 
@@ -23,9 +23,12 @@ def stylesheet() -> Response:
                                                         "X-Content-Type-Options": "nosniff"})
 
 
-ROUTERS = (static, auth.router, dashboard.router, partners.router, readers.router)
+ROUTERS = (static, auth.router, dashboard.router, partners.router, newsletters.router, readers.router,
+           articles.router, feeds.router)
 
 
 def install(app: FastAPI) -> None:
     for router in ROUTERS:
         app.include_router(router)
+    # Console errors as pages in the console's look (the API's handlers answer JSON everywhere else).
+    app.add_middleware(HtmlErrors)

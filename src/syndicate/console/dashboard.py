@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 from fastapi import APIRouter, Depends, Request
@@ -10,60 +9,40 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
 from .. import deadletters, instance
-from ..config import get_settings
-from ..errors import SyndicateError
 from ..feeds import index as feed_index
 from ..feeds import state as feed_state
-from ..newsletter import cron, lists
+from ..newsletter import lists
 from ..store import get_redis, key
 from ..webhooks import registry
-from .web import checked_form, page, require_session, secure
+from .web import checked_form, next_edition, page, require_session, secure, when
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_session)])
 
 
-def _when(epoch: object) -> str:
-    try:
-        return dt.datetime.fromtimestamp(float(epoch), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except (TypeError, ValueError):
-        return "never"
-
-
-def _next_edition(config: dict) -> str:
-    try:
-        fire = cron.next_fire(config["schedule"], config["timezone"], dt.datetime.now(dt.timezone.utc))
-    except (ValueError, KeyError, SyndicateError) as exc:
-        return f"unknown ({exc})"
-    if fire is None:
-        return "none scheduled"
-    return fire.astimezone(cron.zone(config["timezone"])).strftime("%Y-%m-%d %H:%M %Z") + f" ({config['timezone']})"
-
-
 def _overview() -> dict:
-    from syndicate.workers.app import QUEUES
+    from syndicate.queues import QUEUES, queue_depths
 
     client = get_redis()
-    settings = get_settings()
     partners = []
     for record in registry.all_partners(client):
         health = registry.health(record["name"], client)
         if not record.get("enabled", True) or health.get("failing_since"):
             partners.append({"name": record["name"], "enabled": record.get("enabled", True),
                              "reason": record.get("disabledReason") or "",
-                             "failing_since": _when(health["failing_since"]) if health.get("failing_since") else ""})
+                             "failing_since": when(health["failing_since"]) if health.get("failing_since") else ""})
     return {
-        "queues": [(q, client.llen(settings.broker_prefix + q)) for q in QUEUES],
+        "queues": list(queue_depths(QUEUES).items()),
         "workers": instance.live_workers(client),
         "feeds": [(fid, feed_state.status(client, fid)) for fid in feed_index.feed_ids(client)],
         "partners": partners,
-        "lists": [(c["id"], c["name"], _next_edition(c)) for c in lists.all_lists(client)],
+        "lists": [(c["id"], c["name"], next_edition(c)) for c in lists.all_lists(client)],
         "dead_letters": client.llen(key("dead-letters")),
     }
 
 
 @router.get("/console")
 def dashboard(request: Request) -> Response:
-    return page("dashboard.html", csrf=request.state.console["csrf"], when=_when, **_overview())
+    return page("dashboard.html", csrf=request.state.console["csrf"], when=when, **_overview())
 
 
 # What a requeue did, named by a code in the redirect so a crafted link cannot put words on the page.
@@ -77,7 +56,7 @@ OUTCOMES = {
 @router.get("/console/dead-letters")
 def dead_letters(request: Request, done: str = "") -> Response:
     records = [(json.dumps(r, sort_keys=True), r) for r in deadletters.listing(200)]
-    return page("dead_letters.html", csrf=request.state.console["csrf"], records=records, when=_when,
+    return page("dead_letters.html", csrf=request.state.console["csrf"], records=records, when=when,
                 done=OUTCOMES.get(done, ""))
 
 

@@ -19,7 +19,7 @@ from ..config import get_settings
 from ..errors import NotFound, ValidationFailed
 from ..newsletter import editions, lists
 from ..newsletter.edition import UNSUBSCRIBE_PLACEHOLDER
-from .web import EDITION_CSP, page, secure
+from .web import EDITION_CSP, HERE, page, secure
 
 router = APIRouter(include_in_schema=False)
 LIST_ID = Path(..., pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -43,30 +43,63 @@ def _date(epoch: object) -> dt.datetime:
     return dt.datetime.fromtimestamp(float(epoch or 0), dt.timezone.utc)
 
 
+def reader_page(title: str, message: str, status: int = 200, **context) -> Response:
+    """A reader's page in the shared look: a title, one message, optionally a form (confirm, unsubscribe, errors)."""
+    response = page("reader_page.html", status=status, private=True, title=title, message=message,
+                    alert=status >= 400, **context)
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def _not_found(request: Request, exc: NotFound) -> Response:
+    # A browser gets a page in the readers' look; an API client keeps the JSON error shape. The
+    # reader is not told the operator's hint the error carries (`syndicate lists list`).
+    if "text/html" not in request.headers.get("accept", ""):
+        raise exc
+    return reader_page("Page not found", "There is no newsletter or edition at this address: check the link "
+                       "you followed.", 404)
+
+
+@router.get("/newsletters/static/reader.css")
+def stylesheet() -> Response:
+    css = (HERE / "static" / "reader.css").read_bytes()
+    return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=300",
+                                                        "X-Content-Type-Options": "nosniff"})
+
+
 @router.get("/newsletters/{list_id}")
-def list_page(list_id: str = LIST_ID) -> Response:
-    config = lists.get_list(list_id)
+def list_page(request: Request, list_id: str = LIST_ID) -> Response:
+    try:
+        config = lists.get_list(list_id)
+    except NotFound as exc:
+        return _not_found(request, exc)
     return page("reader_list.html", private=False, config=config, editions=_sent(list_id, 5), date=_date,
                 done=False)
 
 
 @router.post("/newsletters/{list_id}")
 async def subscribe(request: Request, list_id: str = LIST_ID) -> Response:
-    # The admin API's public subscribe endpoint does the work (double opt-in, the same answer
+    # The public subscribe endpoint's function does the work (double opt-in, the same answer
     # whatever the address's state); this page only turns its answer into HTML.
-    config = lists.get_list(list_id)
     try:
-        answer = await newsletters_api.subscribe(request, list_id)
+        config = lists.get_list(list_id)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    try:
+        await newsletters_api.request_subscription(request, list_id)
     except ValidationFailed as exc:
         return page("reader_list.html", status=422, private=True, config=config, editions=_sent(list_id, 5),
                     date=_date, done=False, problems=exc.problems)
-    return page("reader_list.html", status=answer.status_code, private=True, config=config,
-                editions=_sent(list_id, 5), date=_date, done=True)
+    return page("reader_list.html", status=202, private=True, config=config, editions=_sent(list_id, 5),
+                date=_date, done=True)
 
 
 @router.get("/newsletters/{list_id}/editions")
-def archive(list_id: str = LIST_ID) -> Response:
-    config = lists.get_list(list_id)
+def archive(request: Request, list_id: str = LIST_ID) -> Response:
+    try:
+        config = lists.get_list(list_id)
+    except NotFound as exc:
+        return _not_found(request, exc)
     return page("reader_editions.html", private=False, config=config, editions=_sent(list_id), date=_date)
 
 
@@ -94,8 +127,11 @@ def atom(list_id: str = LIST_ID) -> Response:
 
 
 @router.get("/newsletters/{list_id}/editions/{edition_id}")
-def edition_page(list_id: str = LIST_ID, edition_id: str = EDITION_ID) -> Response:
-    content = _content(list_id, edition_id)
+def edition_page(request: Request, list_id: str = LIST_ID, edition_id: str = EDITION_ID) -> Response:
+    try:
+        content = _content(list_id, edition_id)
+    except NotFound as exc:
+        return _not_found(request, exc)
     # The email's HTML, built by the newsletter's autoescaping templates; where each reader's
     # unsubscribe link went, the list's page (never anyone's token).
     html = content.get("html", "").replace(UNSUBSCRIBE_PLACEHOLDER, f"/newsletters/{list_id}")
