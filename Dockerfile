@@ -10,10 +10,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Only what the wheel is built from.
-COPY pyproject.toml README.md ./
+# Only what the wheel is built from, and the versions CI tested (constraints.txt): every
+# dependency's wheel is the tested version, so the final stage installs exactly those.
+COPY pyproject.toml README.md constraints.txt ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
 
 FROM python:3.11-slim-bookworm
 # A fixed numeric uid, so orchestrators that insist on a non-root user can check it.

@@ -8,12 +8,14 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test test-embedded test-embedded-all bench clean
+.PHONY: run test test-embedded test-embedded-all bench clean constraints
 
-$(STAMP): pyproject.toml
+# Dependencies at the versions CI tested (constraints.txt); `make constraints` records the
+# versions of this .venv there after a change to pyproject.toml has been tested.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,otel]"
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -31,10 +33,15 @@ test-embedded: $(STAMP)
 test-embedded-all: $(STAMP)
 	SYNDICATE_TEST_EMBEDDED=1 $(BIN)/python -m pytest
 
-BENCHMARKS = ingest_fanout feeds_latency feeds_serving webhooks_throughput webhooks_isolation newsletter_send durability
-
+# Every benchmark, then one table: each figure beside its baseline measured in the same run.
 bench: $(STAMP)
-	@for name in $(BENCHMARKS); do echo "== bench/$$name.py"; $(BIN)/python bench/$$name.py || exit 1; done
+	$(BIN)/python bench/run_all.py
+
+# Not after $(STAMP): that would first install the old pins over what was just tested.
+constraints:
+	@test -x $(BIN)/python || { echo "no $(VENV) yet: run make test first"; exit 1; }
+	@{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -iv '^syndicate\b'; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt && touch $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -75,7 +75,10 @@ def test_the_image_is_built_in_two_stages_and_installs_the_wheel():
     build, final = _stages()
     assert len(build[0].value) == 3 and build[0].value[1].upper() == "AS", "the build stage needs a name"
     name = build[0].value[2]
-    assert any(re.search(r"\bpip wheel\b", " ".join(c.value)) for c in _only(build, "RUN"))
+    wheels = [" ".join(c.value) for c in _only(build, "RUN") if re.search(r"\bpip wheel\b", " ".join(c.value))]
+    assert len(wheels) == 1
+    # Every dependency at the version CI tested; the final stage can only install those wheels.
+    assert re.search(r"(-c|--constraint) constraints\.txt\b", wheels[0]), wheels[0]
     installs = [c for c in _only(final, "RUN") if "pip install" in " ".join(c.value)]
     assert len(installs) == 1
     assert f"from={name}" in " ".join(installs[0].flags), "the final stage takes its wheels from the build stage"
@@ -125,7 +128,7 @@ def test_the_image_copies_only_what_the_wheel_is_built_from():
     build, final = _stages()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     package_dirs = project["tool"]["setuptools"]["package-dir"].values()
-    needed = {"pyproject.toml", project["project"]["readme"], *package_dirs}
+    needed = {"pyproject.toml", project["project"]["readme"], *package_dirs, "constraints.txt"}
     copied = {src for c in _only(build, "COPY") if not any(f.startswith("--from") for f in c.flags)
               for src in c.value[:-1]}
     assert copied == needed
