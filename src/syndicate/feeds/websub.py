@@ -23,6 +23,7 @@ import time
 import redis
 import requests
 
+from .. import metrics
 from ..store import key
 
 log = logging.getLogger("syndicate.feeds.websub")
@@ -123,6 +124,7 @@ def record(client: redis.Redis, claim: Claim, outcome: PingOutcome) -> float | N
     None means nothing more to do (pinged, or given up after MAX_ATTEMPTS).
     """
     attempts_key = key("feeds", "websub", "attempts")
+    metrics.websub_ping(outcome.ok)
     if outcome.ok:
         client.hdel(attempts_key, outcome.topic)
         _settle(client, claim, None)

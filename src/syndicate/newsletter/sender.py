@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 
+from .. import metrics
 from ..config import get_settings
 from ..errors import DeliveryError
 from . import editions, tokens
@@ -182,6 +183,7 @@ class Sender:
             raise LeaseLost(str(exc)) from None
 
     def _record(self, address: str, outcome: Outcome) -> bool:
+        metrics.email(outcome.status)
         if outcome.status == "sent":
             self.committer.record_sent(address, outcome.detail[:100])
             return False

@@ -19,7 +19,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from .. import events
+from .. import events, metrics
 from ..config import get_settings
 from ..errors import Conflict, NotFound
 from ..store import get_redis
@@ -169,6 +169,7 @@ def attempt(delivery_id: str, ctx: Context, client: redis.Redis | None = None,
                 "error": reason, "response_body": "", "result": "failed", "sent": False}
         deliveries.finish(delivery_id, note, "failed", None, {"last_error": reason, "last_status_code": ""},
                           ctx.retention_seconds, client)
+        metrics.webhook_attempt(name, "failed", "failed")
         return note
     body = record["body"].encode("utf-8")
     timestamp = int(time.time())
@@ -211,6 +212,7 @@ def attempt(delivery_id: str, ctx: Context, client: redis.Redis | None = None,
         fields["failure_reason"] = decision.reason
     healthy = registry.health_key(name) if outcome.ok and not probe else None
     _recorded(lambda: deliveries.finish(delivery_id, note, status, next_at, fields, ctx.retention_seconds, client, healthy))
+    metrics.webhook_attempt(name, action, status)
     return note
 
 

@@ -24,7 +24,7 @@ import redis
 from celery import Task
 from celery.signals import task_postrun
 
-from syndicate import deadletters, events, logs
+from syndicate import deadletters, events, logs, metrics
 from syndicate.config import get_settings
 from syndicate.store import get_redis, key
 
@@ -108,6 +108,7 @@ class SyndicateTask(Task):
                   "subject": str(args[0]) if args else None,
                   "duration_ms": round((time.monotonic() - started) * 1000, 1) if started is not None else None}
         fields.update(_ids(self, args, kwargs))
+        metrics.task_finished(self.queue_name, self.name, outcome, fields["duration_ms"])
         return fields
 
     def on_success(self, retval, task_id, args, kwargs):  # noqa: D401 - Celery hook
