@@ -77,12 +77,13 @@ def wait_until(predicate: Callable[[], Any], timeout: float, message: str, inter
 class RedisServer:
     """A redis-server process of our own: restartable on the same port with the same data dir."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.extra_args = extra_args  # e.g. ("--replicaof", "127.0.0.1", "6379")
 
     def start(self, timeout: float = 30.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +91,7 @@ class RedisServer:
             redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
             "--maxmemory-policy", "noeviction", "--daemonize", "no",
-            "--logfile", str(self.data_dir / "redis.log"),
+            "--logfile", str(self.data_dir / "redis.log"), *self.extra_args,
         ]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
         self.starts += 1
@@ -335,6 +336,7 @@ class Deployment:
     """Everything a fault test needs, started by ``start()`` and stopped by ``close()``."""
 
     def __init__(self, **settings: str) -> None:
+        # ``settings`` are environment variables for every process, e.g. SYNDICATE_BROKER_URL="amqp://...".
         self.dir = Path(tempfile.mkdtemp(prefix="syndicate-faults-"))
         self.logs = self.dir / "logs"
         self.logs.mkdir()
@@ -342,6 +344,7 @@ class Deployment:
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.sinks = {name: Sink() for name in PARTNERS}
+        self.secrets: dict[str, str] = {}  # partner -> its signing secret, as the API showed it once
         self.smtp = SmtpSink()
         self.procs: dict[str, Proc] = {}
         self.retired: list[Proc] = []
@@ -418,6 +421,7 @@ class Deployment:
             r = requests.post(f"{self.api_url}/v1/partners", json={"name": name, "url": sink.url},
                               headers=admin, timeout=10)
             assert r.status_code == 201, r.text
+            self.secrets[name] = r.json()["secret"]
         r = requests.put(f"{self.api_url}/v1/newsletters/{LIST_ID}", headers=admin, timeout=10, json={
             "id": LIST_ID, "name": "Fault Edition", "schedule": LIST_SCHEDULE, "timezone": "UTC",
             "fromAddress": "Fault Desk <desk@example.com>"})
@@ -595,3 +599,179 @@ def row(scenario: str, load: str, injection: str, lost: str, duplicated: str, re
 
 def command(test: str) -> str:
     return f".venv/bin/python -m pytest -s tests/{test}"
+
+
+class LinkProxy:
+    """A TCP relay on loopback that carries one replica's link to its primary, so a test can cut it.
+
+    ``hold()`` stops relaying in both directions, as a network partition between the two machines
+    would: the primary goes on answering its clients, the replica hears nothing more, and it sends
+    no acknowledgement back. ``close()`` drops the connections with whatever bytes were held.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.held = threading.Event()
+        self.closed = threading.Event()
+        self.sockets: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self.closed.is_set():
+            try:
+                downstream, _ = self.listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                continue
+            upstream.settimeout(None)
+            self.sockets += [downstream, upstream]
+            for src, dst in ((downstream, upstream), (upstream, downstream)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any) -> None:
+        try:
+            while not self.closed.is_set():
+                if self.held.is_set():
+                    time.sleep(0.01)  # bytes stay unread, in the kernel, and die with close()
+                    continue
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def hold(self) -> None:
+        self.held.set()
+
+    def close(self) -> None:
+        self.closed.set()
+        for sock in [self.listener, *self.sockets]:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+class SentinelGroup:
+    """A primary, ``replicas`` replicas and ``sentinels`` Sentinels (``redis-server --sentinel``) on loopback.
+
+    The Sentinels declare the primary down after ``down_after_ms`` without an answer and promote
+    a replica; ``env`` is what points syndicate at them.
+    """
+
+    MASTER = "syndicate-test"
+
+    def __init__(self, root: Path, sentinels: int = 3, down_after_ms: int = 1000, replicas: int = 1) -> None:
+        self.root = root
+        self.primary = RedisServer(root / "primary")
+        # Each replica reaches the primary through a LinkProxy, so partition_replicas() can cut the links.
+        self.links = [LinkProxy(self.primary.port) for _ in range(replicas)]
+        self.replicas = [RedisServer(root / f"replica-{i}", ("--replicaof", "127.0.0.1", str(link.port)))
+                         for i, link in enumerate(self.links)]
+        self.replica = self.replicas[0]
+        self.sentinel_ports = [free_port() for _ in range(sentinels)]
+        self.down_after_ms = down_after_ms
+        self.sentinels: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        """The first primary's own address (syndicate is pointed at the Sentinels, see ``env``)."""
+        return self.primary.url
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"SYNDICATE_REDIS_SENTINELS": ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports),
+                "SYNDICATE_REDIS_SENTINEL_MASTER": self.MASTER}
+
+    def sentinel(self, index: int = 0) -> redis.Redis:
+        return redis.Redis(port=self.sentinel_ports[index], decode_responses=True, socket_timeout=2,
+                           socket_connect_timeout=2)
+
+    def master_port(self) -> int:
+        return int(self.sentinel().sentinel_get_master_addr_by_name(self.MASTER)[1])
+
+    def _start_sentinel(self, port: int) -> subprocess.Popen:
+        folder = self.root / f"sentinel-{port}"
+        folder.mkdir(parents=True, exist_ok=True)
+        quorum = len(self.sentinel_ports) // 2 + 1
+        (folder / "sentinel.conf").write_text("\n".join([
+            f"port {port}", "bind 127.0.0.1", "daemonize no", f"dir {folder}", f"logfile {folder / 'sentinel.log'}",
+            f"sentinel monitor {self.MASTER} 127.0.0.1 {self.primary.port} {quorum}",
+            f"sentinel down-after-milliseconds {self.MASTER} {self.down_after_ms}",
+            f"sentinel failover-timeout {self.MASTER} {max(self.down_after_ms * 3, 2000)}",
+            f"sentinel parallel-syncs {self.MASTER} 1", ""]))
+        return subprocess.Popen([redis_server_binary(), str(folder / "sentinel.conf"), "--sentinel"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def start(self, timeout: float = 60.0) -> "SentinelGroup":
+        self.primary.start()
+        for server in self.replicas:
+            server.start()
+            replica = redis.Redis(port=server.port, decode_responses=True)
+            wait_until(lambda: replica.info("replication").get("master_link_status") == "up", timeout,
+                       "the replica to sync with the primary")
+        self.sentinels = [self._start_sentinel(port) for port in self.sentinel_ports]
+        time.sleep(0.2)
+        if any(proc.poll() is not None for proc in self.sentinels):
+            self.close()
+            pytest.skip(f"{redis_server_binary()} cannot run as a Sentinel (`--sentinel`); "
+                        "apt-get install redis-server redis-sentinel")
+        others = len(self.sentinel_ports) - 1
+
+        def ready() -> bool:
+            for i in range(len(self.sentinel_ports)):
+                master = self.sentinel(i).sentinel_master(self.MASTER)
+                if int(master["num-other-sentinels"]) < others or int(master["num-slaves"]) < len(self.replicas):
+                    return False
+            return True
+
+        wait_until(ready, timeout, "every Sentinel to know the replica and the other Sentinels")
+        return self
+
+    def client(self) -> redis.Redis:
+        """A client that follows the primary the Sentinels name, as syndicate's own does."""
+        from redis.sentinel import Sentinel
+
+        sentinels = Sentinel([("127.0.0.1", p) for p in self.sentinel_ports],
+                             sentinel_kwargs={"socket_timeout": 1, "socket_connect_timeout": 1})
+        return sentinels.master_for(self.MASTER, decode_responses=True, socket_timeout=10, socket_connect_timeout=2)
+
+    def partition_replicas(self) -> None:
+        """Cut every replica off the primary's replication stream; clients still reach the primary."""
+        for link in self.links:
+            link.hold()
+
+    def kill_primary(self) -> None:
+        """SIGKILL the primary: no goodbye to the replicas, the Sentinels only see it stop answering.
+        What a partition held back dies with it."""
+        self.primary.kill()
+        for link in self.links:
+            link.close()
+
+    def kill(self) -> None:
+        """What ``Deployment.close`` calls on its Redis: everything stops."""
+        self.close()
+
+    def close(self) -> None:
+        for proc in self.sentinels:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.primary.kill()
+        for server in self.replicas:
+            server.kill()
+        for link in self.links:
+            link.close()
