@@ -113,3 +113,25 @@ def reader_values(node, default_type: str, path: str = "") -> list[tuple[str, st
     elif isinstance(node, str):
         out.append((path, node, default_type))
     return out
+
+
+def stored_feed_files(client, prefix: str) -> dict[str, bytes]:
+    """{file name: bytes} of every rendered feed under the key ``prefix``: what the API serves,
+    and what a folder of static feed files must hold. ``client`` returns bytes."""
+    from syndicate.feeds.model import FORMATS
+
+    slugs = sorted(s.decode() if isinstance(s, bytes) else s for s in client.hkeys(f"{prefix}feeds:sections"))
+    files = {}
+    for feed_id in ["all"] + [f"sections/{slug}" for slug in slugs]:
+        bodies = client.hmget(f"{prefix}feeds:doc:{feed_id}", list(FORMATS))
+        files.update({f"{feed_id}.{FORMATS[fmt][0]}": body for fmt, body in zip(FORMATS, bodies) if body})
+    return files
+
+
+def folder_files(folder) -> dict[str, bytes]:
+    """{relative name: bytes} of every file under ``folder`` (temporary dot-files left out)."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(".")}

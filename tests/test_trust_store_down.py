@@ -169,7 +169,8 @@ def _commands() -> list[list[str]]:
     values = {"files": str(ROOT / "examples" / "articles" / "baikal-ice-research-station-ru.json"),
               "file": str(_TMP / "list.json"), "csv_file": str(_TMP / "subscribers.csv"),
               "emails": "reader@example.com", "url": "https://hooks.acme.example/x", "name": "acme",
-              "list_id": "morning", "event_id": "evt_1", "delivery_id": "msg_1", "edition_id": "ed_1"}
+              "list_id": "morning", "event_id": "evt_1", "delivery_id": "msg_1", "edition_id": "ed_1",
+              "directory": str(_TMP / "mirror")}
     # Long-running commands start services rather than use the store; they are not one-shot commands.
     services = {"run", "worker", "beat", "api", "mailbox"}
     out: list[list[str]] = []
@@ -188,6 +189,8 @@ def _commands() -> list[list[str]]:
                 args.append(option.opts[0])
         if prefix == ["partners", "recover"]:
             args += ["--since", "2026-01-01T00:00:00Z"]
+        if prefix == ["feeds", "mirror"]:
+            args.insert(0, "--once")  # following changes, it waits for the store instead (a service)
         out.append([*prefix, *args])
 
     walk(cli, [])

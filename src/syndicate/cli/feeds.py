@@ -1,6 +1,8 @@
-"""CLI commands of the feeds concern: ``syndicate feeds list`` and ``syndicate feeds rebuild``."""
+"""CLI commands of the feeds concern: ``syndicate feeds list``, ``rebuild`` and ``mirror``."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -70,3 +72,33 @@ def feeds_rebuild(feed_ids: tuple[str, ...]) -> None:
 
 
 COMMANDS: list[click.Command] = [feeds_group]
+
+
+@feeds_group.command("mirror")
+@click.argument("directory", type=click.Path(file_okay=False, writable=True, path_type=Path))
+@click.option("--once", is_flag=True, help="Write every feed once and exit instead of following changes.")
+@handle_errors
+def feeds_mirror(directory: Path, once: bool) -> None:
+    """Keep DIRECTORY's feed files identical to the stored feeds, following every change.
+
+    Run one per web host beside nginx (serve DIRECTORY at /feeds/): the workers then need
+    no shared disk. It writes every feed at start and after any gap (store unreachable,
+    too far behind), then only the feeds that change; each file is replaced atomically.
+    Stops on Ctrl-C or SIGTERM.
+    """
+    import signal
+    import threading
+
+    from ..feeds import mirror
+
+    directory = directory.resolve()
+    if once:
+        feeds, changed = mirror.mirror_once(directory)
+        click.echo(f"{feeds} feeds under {directory}: {changed} files written")
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo(f"mirroring feeds into {directory} (Ctrl-C stops)")
+    mirror.Mirror(directory, stop=stop, on_sync=lambda line: click.echo(line)).run()
+    click.echo("mirror stopped")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 import redis
 
-from .. import __version__, deadletters
+from .. import __version__, deadletters, metrics
 from ..config import Settings, get_settings
 from ..store import get_redis
 from . import index, state, static, websub
@@ -68,7 +68,8 @@ def render_now(feed_id: str, settings: Settings | None = None) -> Rendered:
     items = window_items(client, feed_id, settings.feed_size)
     removed = index.removed_at(client, feed_id)
     floor = dt.datetime.fromtimestamp(removed, dt.timezone.utc).replace(microsecond=0) if removed else None
-    return render_items(spec, items, floor)
+    with metrics.feed_render(feed_id):
+        return render_items(spec, items, floor)
 
 
 def publish(feed_id: str, rendered: Rendered, previous: dict[str, str | None], settings: Settings,
@@ -91,6 +92,8 @@ def write_files(feed_id: str, bodies: dict[str, bytes], settings: Settings) -> b
     read-only directory must not fail the render; the sweep retries feeds that
     carry an error, and a later success clears it.
     """
+    if not settings.feed_files:
+        return True  # the web hosts' mirrors (syndicate feeds mirror) write them from the store
     client = get_redis()
     spec = feed_spec(feed_id, settings, version=__version__)
     try:

@@ -6,6 +6,7 @@ Keys (under the deployment prefix):
     feeds:doc:{feed_id}    hash    {fmt} bytes, {fmt}:etag, {fmt}:lm, updated, items, gen, renders, rendered_at,
                                    file_error, file_error_at (set while the feed's files cannot be written)
     feeds:broken           hash    article id -> digest of the stored version that could not be rendered
+    feeds:changes          stream  {feed, gen} per stored render, about CHANGES_MAXLEN long (feeds/mirror.py)
 
 Single flight: a change bumps ``gen`` and then tries the lock. Whoever holds it
 renders, stores the documents (only while still holding the lock) and releases
@@ -28,15 +29,21 @@ from ..store import key
 from .render import Rendered
 
 LOCK_TTL_MS = 30_000
+# The changes stream keeps about this many entries: far more than any render burst between two reads
+# of a connected mirror; a mirror that falls further behind sees the gap and writes every feed again.
+CHANGES_MAXLEN = 10_000
 
-# KEYS: lock, doc; ARGV: token, gen, ttl, then field/value pairs.
+# KEYS: lock, doc, changes stream; ARGV: token, gen, ttl, feed id, stream length, then field/value pairs.
+# The change entry is written in the same call as the documents: a mirror (feeds/mirror.py) that
+# reads the stream never misses a stored render.
 _STORE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local fields = {}
-for i = 4, #ARGV do table.insert(fields, ARGV[i]) end
+for i = 6, #ARGV do table.insert(fields, ARGV[i]) end
 redis.call('HSET', KEYS[2], 'gen', ARGV[2], unpack(fields))
 redis.call('HINCRBY', KEYS[2], 'renders', 1)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'feed', ARGV[4], 'gen', ARGV[2])
 return 1
 """
 
@@ -61,6 +68,11 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
+
+
+def changes_key() -> str:
+    """The stream of stored renders, ``{feed, gen}`` per entry, that feed mirrors follow."""
+    return key("feeds", "changes")
 
 
 def gen_key(feed_id: str) -> str:
@@ -96,7 +108,8 @@ def store(client: redis.Redis, feed_id: str, token: str, gen: int, rendered: Ren
     for fmt, doc in rendered.documents.items():
         fields += [fmt, doc.body, f"{fmt}:etag", doc.etag, f"{fmt}:lm", doc.last_modified]
     script = client.register_script(_STORE)
-    return bool(script(keys=[lock_key(feed_id), doc_key(feed_id)], args=[token, gen, LOCK_TTL_MS, *fields]))
+    keys = [lock_key(feed_id), doc_key(feed_id), changes_key()]
+    return bool(script(keys=keys, args=[token, gen, LOCK_TTL_MS, feed_id, CHANGES_MAXLEN, *fields]))
 
 
 def release(client: redis.Redis, feed_id: str, token: str, gen: int) -> int:
