@@ -27,6 +27,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from results import record  # bench/ is on sys.path: run as bench/<name>.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,6 +82,8 @@ def main() -> None:
             rates = {policy: run_child(server.url, args.count, threads) for policy, server in servers.items()}
             print(f"  {threads} client thread(s): everysec {rates['everysec']:7.0f}/s   always {rates['always']:7.0f}/s"
                   f"   ratio always/everysec {rates['always'] / rates['everysec']:.2f}")
+            record(f"ingest with appendfsync always, {threads} thread(s)", rates["always"], "stories/s",
+                   "appendfsync everysec", rates["everysec"], note="the cost of SYNDICATE_REDIS_APPENDFSYNC=always")
     finally:
         for server in servers.values():
             server.stop()

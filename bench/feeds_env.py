@@ -44,9 +44,9 @@ def start(*argv: str, env: dict | None = None) -> subprocess.Popen:
     return proc
 
 
-def start_api() -> str:
+def start_api(*extra: str) -> str:
     port = free_port()
-    start(SYNDICATE, "api", "--port", str(port))
+    start(SYNDICATE, "api", "--port", str(port), *extra)
     wait_port(port)
     return f"http://127.0.0.1:{port}"
 

@@ -1,23 +1,22 @@
-"""GET and 304 requests/s of a 50-item feed through the API vs Python's static file server.
+"""GET and 304 requests/s of a 50-item feed through the API vs nginx serving the same bytes.
 
-Both serve the same bytes (the file the worker wrote to SYNDICATE_FEED_DIR is
-what the API serves from Redis), in the same run, to the same keep-alive client
-(several processes, one connection each). Targets: API GET >= 0.3x and API 304
->= 0.5x the static server. Run:  .venv/bin/python bench/feeds_serving.py [--seconds 5]
+nginx (Debian's package, one worker, sendfile) serves the file the worker wrote to
+SYNDICATE_FEED_DIR; the API serves the stored document. wrk drives both with the
+same connections in the same run. Targets: API GET >= 0.4x nginx, API 304 >= 0.15x.
+Run:  .venv/bin/python bench/feeds_serving.py [--seconds 5] [--connections 16] [--api-processes 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import multiprocessing as mp
 import sys
-import time
-import urllib.parse
+import urllib.request
 
 import feeds_env  # noqa: F401  (sets the environment first)
-from feeds_env import SEED, start, start_api, wait_port, free_port
+from feeds_env import SEED, free_port, start_api, wait_port
+from peers import Nginx, ensure, wrk
+from results import record
 
 
 def populate(count: int = 50) -> bytes:
@@ -34,73 +33,54 @@ def populate(count: int = 50) -> bytes:
     return (get_settings().feed_dir / "all.rss").read_bytes()
 
 
-def _client(url: str, headers: dict, seconds: float, expect: int, out) -> None:
-    parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    done, deadline = 0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        conn.request("GET", parts.path, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        if response.status != expect:
-            raise SystemExit(f"{url}: expected {expect}, got {response.status}")
-        done += 1
-    out.put(done)
+def fetch(url: str) -> tuple[bytes, dict[str, str]]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read(), dict(response.headers)
 
 
-def rate(url: str, headers: dict, seconds: float, expect: int, clients: int) -> float:
-    out: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=_client, args=(url, headers, seconds, expect, out)) for _ in range(clients)]
-    for p in procs:
-        p.start()
-    total = sum(out.get() for _ in procs)
-    for p in procs:
-        p.join()
-    return total / seconds
+def checked(url: str, seconds: float, connections: int, expect: int, headers: dict | None = None) -> float:
+    rate, statuses = wrk(url, seconds, connections, headers=headers)
+    if set(statuses) != {expect}:
+        raise SystemExit(f"{url}: expected only {expect} answers, got {statuses}")
+    return rate
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--api-processes", type=int, default=None,
+                        help="server processes for the API (default: syndicate api's own default)")
     args = parser.parse_args()
+    ensure("nginx", "wrk")
 
     from syndicate.config import get_settings
 
     body = populate()
     port = free_port()
-    start(sys.executable, "-m", "http.server", "-p", "HTTP/1.1", "-b", "127.0.0.1", "-d",
-          str(get_settings().feed_dir), str(port))
-    wait_port(port)
-    static_url = f"http://127.0.0.1:{port}/all.rss"
-    api_url = start_api() + "/feeds/all.rss"
-
-    def first(url: str) -> http.client.HTTPResponse:
-        parts = urllib.parse.urlsplit(url)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port)
-        conn.request("GET", parts.path)
-        response = conn.getresponse()
-        response.body = response.read()
-        return response
-
-    api_first, static_first = first(api_url), first(static_url)
-    assert api_first.body == static_first.body == body, "the two servers must serve the same bytes"
-    print(f"feed: 50 items, {len(body):,} bytes; {args.clients} keep-alive clients, {args.seconds:.0f}s each")
-
-    for url in (api_url, static_url):  # warm up
-        rate(url, {}, 1.0, 200, args.clients)
-    api_get = rate(api_url, {}, args.seconds, 200, args.clients)
-    static_get = rate(static_url, {}, args.seconds, 200, args.clients)
-    api_304 = rate(api_url, {"If-None-Match": api_first.getheader("ETag")}, args.seconds, 304, args.clients)
-    static_304 = rate(static_url, {"If-Modified-Since": static_first.getheader("Last-Modified")},
-                      args.seconds, 304, args.clients)
-
-    print(f"{'':<8}{'API req/s':>12}{'static req/s':>15}{'ratio':>8}{'target':>9}")
-    for label, api, static, target in (("GET", api_get, static_get, 0.3), ("304", api_304, static_304, 0.5)):
-        ratio = api / static
-        print(f"{label:<8}{api:>12,.0f}{static:>15,.0f}{ratio:>8.2f}{'>= ' + str(target):>9}  "
-              f"{'ok' if ratio >= target else 'BELOW TARGET'}")
+    nginx = Nginx(get_settings().feed_dir, port).start()
+    try:
+        wait_port(port)
+        static_url = f"http://127.0.0.1:{port}/feeds/all.rss"
+        extra = ["--workers", str(args.api_processes)] if args.api_processes else []
+        api_url = start_api(*extra) + "/feeds/all.rss"
+        api_body, api_headers = fetch(api_url)
+        static_body, static_headers = fetch(static_url)
+        assert api_body == static_body == body, "the API and nginx must serve the same bytes"
+        print(f"feed: 50 items, {len(body):,} bytes; wrk, {args.connections} keep-alive connections, "
+              f"{args.seconds:g} s per figure", flush=True)
+        for url in (api_url, static_url):  # warm up
+            checked(url, 1.0, args.connections, 200)
+        api_get = checked(api_url, args.seconds, args.connections, 200)
+        nginx_get = checked(static_url, args.seconds, args.connections, 200)
+        api_304 = checked(api_url, args.seconds, args.connections, 304, {"If-None-Match": api_headers["etag"]})
+        nginx_304 = checked(static_url, args.seconds, args.connections, 304,
+                            {"If-None-Match": static_headers["ETag"]})
+    finally:
+        nginx.stop()
+    record("feed GET through the API", api_get, "req/s", "nginx", nginx_get, ">= 0.4x", api_get / nginx_get >= 0.4)
+    record("feed 304 through the API", api_304, "req/s", "nginx", nginx_304, ">= 0.15x", api_304 / nginx_304 >= 0.15)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

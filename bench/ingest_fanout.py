@@ -19,6 +19,7 @@ import sys
 import time
 
 from _common import ROOT, cleanup, setup_environment
+from results import record  # bench/ is on sys.path: run as bench/<name>.py
 
 
 def start_worker(args: list[str]) -> subprocess.Popen:
@@ -91,6 +92,10 @@ def main() -> None:
         print(f"syndicate ingest+fan-out:   enqueue {n / enqueue_syn:8.0f}/s   fanned out {n / syndicate:8.0f}/s")
         print(f"ratio (syndicate / baseline, end to end): {baseline / syndicate:.2f}x")
         print(f"ratio (ingest path incl. validation / raw apply_async): {enqueue_noop / enqueue_syn:.2f}x")
+        record("ingest path (validate, store, log, enqueue)", n / enqueue_syn, "events/s", "raw apply_async loop",
+               n / enqueue_noop, ">= 0.6x", enqueue_noop / enqueue_syn >= 0.6)
+        record("ingest + fan-out consumed", n / syndicate, "events/s", "Celery no-op tasks consumed", n / baseline,
+               ">= 0.5x", baseline / syndicate >= 0.5)
     finally:
         for proc in procs:
             proc.terminate()

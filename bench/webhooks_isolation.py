@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from results import record  # bench/ is on sys.path: run as bench/<name>.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -77,6 +78,8 @@ def main() -> None:
     print(f"fast partner alone:            p50 {p(alone, 50):7.1f} ms   p95 {p(alone, 95):7.1f} ms")
     print(f"fast partner beside a hanging: p50 {p(beside, 50):7.1f} ms   p95 {p(beside, 95):7.1f} ms")
     print(f"ratio beside / alone: p50 {p(beside, 50) / p(alone, 50):.2f}x   p95 {p(beside, 95) / p(alone, 95):.2f}x")
+    record("fast partner p95 beside a hanging one", p(beside, 95), "ms", "alone", p(alone, 95),
+           "<= 1.5x alone", p(beside, 95) <= 1.5 * p(alone, 95), note="lower is better")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from results import record  # bench/ is on sys.path: run as bench/<name>.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -119,6 +120,8 @@ def main() -> None:
     print(f"plain requests.Session loop (1 thread):          {loop_rate:8.1f} deliveries/s")
     print("per round: " + "  ".join(f"{l / c:.2f}x" for c, l in zip(celery_times, loop_times)))
     print(f"ratio celery / loop: {celery_rate / loop_rate:.2f}x")
+    record(f"webhook deliveries ({args.partners} sinks)", celery_rate, "deliveries/s", "raw requests loop", loop_rate,
+           ">= 1.5x", celery_rate / loop_rate >= 1.5)
 
 if __name__ == "__main__":
     try:

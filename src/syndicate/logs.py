@@ -119,9 +119,13 @@ class AccessLog:
     The path is logged without its query string (a token may ride there) and no
     header is logged (Authorization carries the bearer token). Successful health,
     readiness and metrics probes log at DEBUG: a load balancer asks every few seconds.
+    So do answered feed polls (200 or 304 under /feeds/): readers poll all day, a line
+    each would cost more than the answer (half the API's 304 rate, measured by
+    bench/feeds_serving.py), and the web server or CDN in front logs them anyway.
     """
 
     QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+    QUIET_PREFIX = "/feeds/"
 
     def __init__(self, app) -> None:
         self.app = app
@@ -143,11 +147,18 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            path = scope["path"]
-            duration_ms = round((time.perf_counter() - started) * 1000, 1)
-            level = logging.DEBUG if path in self.QUIET_PATHS and status < 400 else logging.INFO
-            fields = {"method": scope["method"], "path": path, "status": status, "duration_ms": duration_ms}
-            # The router leaves the path's parameters in the scope: an id among them gets its own key.
-            params = scope.get("path_params") or {}
-            fields.update({name: params[name] for name in ID_FIELDS if isinstance(params.get(name), str)})
-            self.log.log(level, "%s %s %d %.1f ms", scope["method"], path, status, duration_ms, extra=fields)
+            self._note(scope, status, started)
+
+    def _note(self, scope, status: int, started: float) -> None:
+        path = scope["path"]
+        quiet = (status < 400 and path in self.QUIET_PATHS) or (
+            status in (200, 304) and path.startswith(self.QUIET_PREFIX))
+        level = logging.DEBUG if quiet else logging.INFO
+        if not self.log.isEnabledFor(level):
+            return
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        fields = {"method": scope["method"], "path": path, "status": status, "duration_ms": duration_ms}
+        # The router leaves the path's parameters in the scope: an id among them gets its own key.
+        params = scope.get("path_params") or {}
+        fields.update({name: params[name] for name in ID_FIELDS if isinstance(params.get(name), str)})
+        self.log.log(level, "%s %s %d %.1f ms", scope["method"], path, status, duration_ms, extra=fields)

@@ -10,6 +10,7 @@ from .. import __version__, console
 from ..logs import AccessLog
 from ..store import get_redis
 from . import articles, errors, feeds, metrics, newsletters, openapi, partners
+from .feedcache import FeedCache, FeedFastPath
 
 DESCRIPTION = (
     "Publishing systems post articles here; syndicate validates them against "
@@ -30,6 +31,9 @@ def create_app() -> FastAPI:
     app = FastAPIOffline(title="syndicate", version=__version__, description=DESCRIPTION,
                          docs_url="/docs", redoc_url=None, static_url="/docs/assets",
                          swagger_ui_parameters={"validatorUrl": None})
+    # Inside the access log: a feed poll answered from this process's cache is still logged.
+    app.state.feed_cache = FeedCache()
+    app.add_middleware(FeedFastPath, cache=app.state.feed_cache)
     app.add_middleware(AccessLog)
     errors.install(app)
     for module in (articles, feeds, partners, newsletters, metrics):
@@ -96,8 +100,10 @@ def _broker() -> dict:
 
     with celery.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
-        connection.default_channel.client.ping()
-    return {}
+        client = getattr(connection.default_channel, "client", None)
+        if hasattr(client, "ping"):  # Redis; on RabbitMQ the channel opened is the answer
+            client.ping()
+    return {"transport": connection.transport.driver_type}
 
 
 def _workers() -> dict:

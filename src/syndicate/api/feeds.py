@@ -1,9 +1,10 @@
 """HTTP routes of the feeds channel: the stored documents, with conditional GET.
 
-Serving never renders: each request reads the stored ETag and Last-Modified
-(one small HMGET) and the body only when this process has not cached that
-ETag's bytes yet, so a poll costs one round trip to Redis and a 304 costs no
-body at all.
+Serving never renders. A document this process has served is answered from
+memory by ``feedcache.FeedFastPath`` until the store reports a change to its
+feed; otherwise each request reads the stored ETag and Last-Modified (one small
+HMGET) and the body only when this process has not cached that ETag's bytes yet,
+so a poll costs at most one round trip to Redis and a 304 costs no body at all.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from fastapi.responses import JSONResponse, Response
 from ..config import get_settings
 from ..feeds import FORMATS, MAIN_FEED, feed_spec, state
 from ..feeds.conditional import link_header, not_modified
-from ..store import CONNECT_TIMEOUT, SOCKET_TIMEOUT, key, redis_url
+from ..store import async_client, key
 from .errors import ApiError
+from .feedcache import Entry
 
 router = APIRouter(tags=["feeds"])
 
@@ -34,8 +36,7 @@ def _redis() -> aioredis.Redis:
     loop_id = id(asyncio.get_running_loop())
     client = _clients.get(loop_id)
     if client is None:
-        client = _clients[loop_id] = aioredis.Redis.from_url(
-            redis_url(), decode_responses=False, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT)
+        client = _clients[loop_id] = async_client(decode=False)
     return client
 
 
@@ -47,6 +48,9 @@ async def _serve(request: Request, feed_id: str, fmt: str) -> Response:
     if fmt not in FORMATS:
         raise ApiError(404, "not_found", f"no feed format {fmt!r}; use one of: {', '.join(FORMATS)}")
     client = _redis()
+    cache = request.app.state.feed_cache
+    cache.ensure_following(_redis, state.changes_key())
+    epoch = cache.epoch(feed_id)  # noted before reading: a change seen meanwhile keeps this read uncached
     doc = state.doc_key(feed_id)
     etag, last_modified = map(_text, await client.hmget(doc, [f"{fmt}:etag", f"{fmt}:lm"]))
     if etag is None or last_modified is None:
@@ -67,7 +71,10 @@ async def _serve(request: Request, feed_id: str, fmt: str) -> Response:
     link = link_header(spec.url(fmt), settings.websub_hub)
     if link:
         headers["Link"] = link
-    if not_modified(request.headers.get("if-none-match"), request.headers.get("if-modified-since"), etag, last_modified):
+    conditions = request.headers.get("if-none-match"), request.headers.get("if-modified-since")
+    path = request.scope["path"]
+    cacheable = epoch is not None and not request.url.query
+    if not_modified(*conditions, etag, last_modified) and not (cacheable and path not in cache.entries):
         return Response(status_code=304, headers=headers)
     cached = _bodies.get((feed_id, fmt))
     if cached and cached[0] == etag:
@@ -78,10 +85,16 @@ async def _serve(request: Request, feed_id: str, fmt: str) -> Response:
             raise ApiError(404, "not_found", f"no feed {feed_id!r}")
         # A render may have landed between the two reads: serve the newer pair, consistently.
         etag = headers["ETag"] = _text(etag_now) or etag
-        headers["Last-Modified"] = _text(await client.hget(doc, f"{fmt}:lm")) or last_modified
+        headers["Last-Modified"] = last_modified = _text(await client.hget(doc, f"{fmt}:lm")) or last_modified
         body = body_now
         _bodies[(feed_id, fmt)] = (etag, body)
     media_type = FORMATS[fmt][1]
+    if cacheable:
+        encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        cache.fill(path, epoch, Entry(feed_id, etag, last_modified, body,
+                                                  [*encoded, (b"content-type", media_type.encode())], encoded))
+    if not_modified(*conditions, etag, last_modified):
+        return Response(status_code=304, headers=headers)
     if request.method == "HEAD":
         headers["Content-Length"] = str(len(body))
         return Response(status_code=200, headers=headers, media_type=media_type)
