@@ -43,6 +43,13 @@ def _float(name: str, default: float) -> float:
         raise ConfigError(f"SYNDICATE_{name} must be a number, got {raw!r}") from None
 
 
+def _api_workers() -> int:
+    workers = _int("API_WORKERS", 1)
+    if workers < 1:
+        raise ConfigError(f"SYNDICATE_API_WORKERS must be at least 1, got {workers}")
+    return workers
+
+
 def _bool(name: str, default: bool) -> bool:
     raw = _env(name)
     if raw is None:
@@ -71,15 +78,19 @@ class Settings:
     public_url: str
     api_host: str
     api_port: int
+    api_workers: int  # server processes of `syndicate api`
     max_body_bytes: int
     event_retention_days: int
     reconcile_after_seconds: int
     task_time_limit: int
     visibility_timeout: int
     redis_appendfsync: str
+    broker_url: str | None
+    broker_delivery_limit: int
     # --- feeds ------------------------------------------------------------
     feed_size: int
     feed_dir: Path
+    feed_files: bool  # False: workers write no static files (each web host runs `syndicate feeds mirror`)
     feed_max_age: int
     feed_title: str
     feed_description: str
@@ -106,11 +117,25 @@ class Settings:
     newsletter_lease_seconds: float
     newsletter_confirm_hours: float
     newsletter_retention_days: int
+    # --- Redis through Sentinel, ingest durability ---------------------------
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str | None = None
+    ingest_replicas: int = 0
+    ingest_wait_ms: int = 1000
+    # --- observability ----------------------------------------------------
+    worker_metrics_port: int | None = None
+    worker_metrics_host: str = "127.0.0.1"
+    metrics_partner_labels: int = 20
 
     @property
     def broker_prefix(self) -> str:
         """Celery's queue keys live under their own sub-prefix of the store prefix."""
         return f"{self.redis_prefix}broker:"
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        """RabbitMQ is the broker (``SYNDICATE_BROKER_URL=amqp://...``); Redis stays the store."""
+        return (self.broker_url or "").split(":", 1)[0] in AMQP_SCHEMES
 
 
 def _retry_schedule() -> tuple[float, ...]:
@@ -135,6 +160,28 @@ def _delays(name: str, default: str) -> tuple[float, ...]:
     if any(x < 0 for x in delays):
         raise ConfigError(f"SYNDICATE_{name} delays must not be negative")
     return delays
+
+
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+
+def _broker_url(value: str | None) -> str | None:
+    # Unset or a Redis URL: the store's Redis is the broker. amqp://: RabbitMQ, checked at start.
+    if value is None:
+        return None
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in AMQP_SCHEMES and scheme not in ("redis", "rediss", "unix"):
+        shown = repr(value) if "@" not in value else "(not shown: it holds credentials)"
+        raise ConfigError(f"SYNDICATE_BROKER_URL {shown} is neither an amqp:// (RabbitMQ) nor a redis:// URL; "
+                          "use amqp://user:password@host:5672/vhost, or leave it unset to use the store's Redis")
+    return value
+
+
+def _delivery_limit() -> int:
+    limit = _int("BROKER_DELIVERY_LIMIT", 5)
+    if limit < 1:
+        raise ConfigError(f"SYNDICATE_BROKER_DELIVERY_LIMIT must be at least 1, got {limit}")
+    return limit
 
 
 def _visibility_timeout() -> int:
@@ -176,6 +223,53 @@ def _redis_url(value: str | None) -> str | None:
         raise ConfigError(f"SYNDICATE_REDIS_URL {shown} is not a Redis URL ({exc}); use "
                           "redis://host:6379/0, rediss://user:password@host:6380/0 or unix:///path/redis.sock") from None
     return value
+
+
+def _bounded(name: str, default: int, low: int, high: int) -> int:
+    value = _int(name, default)
+    if not low <= value <= high:
+        raise ConfigError(f"SYNDICATE_{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _sentinels() -> tuple[tuple[tuple[str, int], ...], str | None]:
+    # SYNDICATE_REDIS_SENTINELS=host:port,host:port and the master's name: the store (and the broker,
+    # when it is Redis) follows whichever server the Sentinels name primary, through a failover.
+    raw, master = _list("REDIS_SENTINELS"), _env("REDIS_SENTINEL_MASTER")
+    if not raw:
+        if master is not None:
+            raise ConfigError("SYNDICATE_REDIS_SENTINEL_MASTER is set but SYNDICATE_REDIS_SENTINELS is not; "
+                              "list the Sentinels as host:port,host:port or unset it")
+        return (), None
+    sentinels = []
+    for item in raw:
+        host, sep, port = item.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in item):
+            raise ConfigError(f"SYNDICATE_REDIS_SENTINELS entry {item!r} is not host:port; "
+                              "write e.g. 10.0.0.5:26379,10.0.0.6:26379,10.0.0.7:26379")
+        sentinels.append((host, int(port)))
+    if not master or any(c.isspace() for c in master):
+        raise ConfigError("SYNDICATE_REDIS_SENTINELS is set, so SYNDICATE_REDIS_SENTINEL_MASTER must name the "
+                          f"master the Sentinels monitor (`sentinel monitor NAME ...`), got {master!r}")
+    return tuple(sentinels), master
+
+
+def sentinel_url(sentinels: tuple[tuple[str, int], ...], redis_url: str | None = None) -> str:
+    """``sentinel://h1:p1/db;sentinel://h2:p2/db`` (kombu's form), with the user, password and database
+    of ``SYNDICATE_REDIS_URL`` when it is set (its host is then ignored: the Sentinels name the primary)."""
+    auth, db = "", 0
+    if redis_url:
+        from urllib.parse import quote
+
+        from redis.connection import parse_url
+
+        parts = parse_url(redis_url)
+        db = int(parts.get("db") or 0)
+        if parts.get("password") is not None:
+            auth = f"{quote(parts.get('username') or '', safe='')}:{quote(parts['password'], safe='')}@"
+    hosts = [f"[{h}]" if ":" in h else h for h, _ in sentinels]
+    return ";".join(f"sentinel://{auth}{h}:{p}/{db}" for h, (_, p) in zip(hosts, sentinels))
 
 
 def _smtp_url(value: str) -> str:
@@ -233,6 +327,9 @@ def load_settings() -> Settings:
         prefix += ":"
     # An explicit variable always wins; otherwise the `syndicate run` of this data dir, if any.
     redis_url = _redis_url(_env("REDIS_URL"))
+    sentinels, sentinel_master = _sentinels()
+    if sentinels:
+        redis_url = sentinel_url(sentinels, redis_url)
     found = instance.discover(data) if redis_url is None else None
     if found:
         redis_url = _redis_url(found["redis_url"])
@@ -248,14 +345,18 @@ def load_settings() -> Settings:
         public_url=public_url,
         api_host=api_host,
         api_port=api_port,
+        api_workers=_api_workers(),
         max_body_bytes=_int("MAX_BODY_BYTES", 1024 * 1024),
         event_retention_days=_int("EVENT_RETENTION_DAYS", 30),
         reconcile_after_seconds=_int("RECONCILE_AFTER_SECONDS", 60),
         task_time_limit=_int("TASK_TIME_LIMIT", 300),
         visibility_timeout=_visibility_timeout(),
         redis_appendfsync=_appendfsync(),
+        broker_url=_broker_url(_env("BROKER_URL")),
+        broker_delivery_limit=_delivery_limit(),
         feed_size=_int("FEED_SIZE", 50),
         feed_dir=Path(_env("FEED_DIR") or str(data / "feeds")).resolve(),
+        feed_files=_bool("FEED_FILES", True),
         feed_max_age=_int("FEED_MAX_AGE", 60),
         feed_title=_env("FEED_TITLE", "Syndicate News"),
         feed_description=_env("FEED_DESCRIPTION", "The latest stories"),
@@ -280,6 +381,13 @@ def load_settings() -> Settings:
         newsletter_lease_seconds=_float("NEWSLETTER_LEASE_SECONDS", 60.0),
         newsletter_confirm_hours=_float("NEWSLETTER_CONFIRM_HOURS", 48.0),
         newsletter_retention_days=_int("NEWSLETTER_RETENTION_DAYS", 90),
+        redis_sentinels=sentinels,
+        redis_sentinel_master=sentinel_master,
+        ingest_replicas=_bounded("INGEST_REPLICAS", 0, 0, 16),
+        ingest_wait_ms=_bounded("INGEST_WAIT_MS", 1000, 1, 60_000),
+        worker_metrics_port=_int("WORKER_METRICS_PORT", 0) or None,
+        worker_metrics_host=_env("WORKER_METRICS_HOST", "127.0.0.1"),
+        metrics_partner_labels=max(_int("METRICS_PARTNER_LABELS", 20), 0),
     )
 
 

@@ -37,7 +37,7 @@ from . import dates
 from .config import get_settings
 from .errors import NotFound
 from .ingest import RETRACTED, Decision, Stored, decide, digest, normalize
-from .store import get_redis, key
+from .store import confirm_replicated, get_redis, key
 
 EVENT_LOG_MAXLEN = 100_000
 
@@ -122,6 +122,8 @@ def ingest(article: dict[str, Any], client: redis.Redis | None = None) -> Ingest
                 decision: Decision = decide(stored, article["version"], content_digest, article["status"])
                 if decision.outcome != "event":
                     pipe.unwatch()
+                    if decision.outcome == "duplicate":
+                        confirm_replicated(client)  # a retry after a 503 answers only once replicated
                     return IngestResult(
                         decision.outcome,
                         article["id"],
@@ -133,6 +135,7 @@ def ingest(article: dict[str, Any], client: redis.Redis | None = None) -> Ingest
                 pipe.multi()
                 _record_event(pipe, event, article, content_digest)
                 pipe.execute()
+                confirm_replicated(client)  # SYNDICATE_INGEST_REPLICAS: no 2xx before the replicas have it
                 return IngestResult("event", article["id"], article["version"], event["id"], event["type"])
             except redis.WatchError:
                 continue
@@ -153,12 +156,14 @@ def retract(article_id: str, client: redis.Redis | None = None) -> IngestResult:
                 article = json.loads(meta["json"])
                 if meta.get("status") == "retracted":
                     pipe.unwatch()
+                    confirm_replicated(client)
                     return IngestResult("duplicate", article_id, article["version"], meta["event_id"], RETRACTED)
                 article = {**article, "status": "retracted"}
                 event = make_event(RETRACTED, article)
                 pipe.multi()
                 _record_event(pipe, event, article, digest(article))
                 pipe.execute()
+                confirm_replicated(client)
                 return IngestResult("event", article_id, article["version"], event["id"], RETRACTED)
             except redis.WatchError:
                 continue

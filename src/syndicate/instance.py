@@ -102,6 +102,10 @@ def discover(data_dir: Path) -> dict | None:
         return None
     from .embedded import redis_reachable
 
+    if record["redis_url"].startswith("sentinel://"):
+        _hint(path, "its Redis is found through Sentinels; set SYNDICATE_REDIS_SENTINELS and "
+                    "SYNDICATE_REDIS_SENTINEL_MASTER as that syndicate run has them")
+        return None
     if not redis_reachable(record["redis_url"]):
         _hint(path, f"the Redis of the syndicate run with pid {record['pid']} does not answer")
         return None

@@ -4,6 +4,12 @@ Counters of this API process (ingest outcomes) plus metrics read from Redis on
 each scrape (queue depths, events waiting for fan-out, receipts each channel
 still owes, reconciler re-dispatches, dead letters by channel, live articles),
 so any API replica reports the same deployment-wide state.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``syndicate run`` sets it for the API and
+its workers alike) the page also carries every process's series from that
+directory: the workers' task, delivery, email, feed and WebSub metrics
+(``syndicate.metrics``). Workers on other hosts serve their own
+(``SYNDICATE_WORKER_METRICS_PORT``).
 """
 
 from __future__ import annotations
@@ -15,14 +21,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .. import deadletters, events
-from ..config import get_settings
+from .. import metrics as work_metrics
 from ..store import get_redis, key
 
 router = APIRouter(tags=["operations"])
 registry = CollectorRegistry()
+_shared = work_metrics.multiprocess_dir()
 
+# Shared directory: this counter is written there and read back with everyone else's.
 INGESTED = Counter("syndicate_ingest_total", "Articles received through the API, by outcome",
-                   ["outcome"], registry=registry)
+                   ["outcome"], registry=None if _shared else registry)
 
 QUEUES = ("ingest", "feeds", "webhooks", "newsletter")
 CHANNELS = ("feeds", "webhooks", "newsletter")
@@ -32,18 +40,19 @@ class StoreCollector:
     """Gauges computed from Redis at scrape time."""
 
     def collect(self):
+        from ..queues import queue_depths
+
         client = get_redis()
-        settings = get_settings()
-        depth = GaugeMetricFamily("syndicate_queue_depth", "Messages waiting on each Celery queue", labels=["queue"])
+        depth = GaugeMetricFamily("syndicate_queue_depth", "Messages waiting on each Celery queue (every priority "
+                                  "list on Redis; ready messages on RabbitMQ)", labels=["queue"])
+        depths = list(queue_depths(QUEUES).values())
         with client.pipeline(transaction=False) as pipe:
-            for queue in QUEUES:
-                pipe.llen(settings.broker_prefix + queue)
             pipe.zcard(key("events:pending"))
             pipe.llen(key("dead-letters"))
             pipe.zcard(key("articles"))
             pipe.zcard(key("webhooks", "schedule"))
             pipe.zcard(key("webhooks", "deliveries", "failed"))
-            *depths, pending, dead, live, scheduled, failed = pipe.execute()
+            pending, dead, live, scheduled, failed = pipe.execute()
         for queue, n in zip(QUEUES, depths):
             depth.add_metric([queue], n)
         yield depth
@@ -77,7 +86,20 @@ class StoreCollector:
         yield letters
 
 
+class WorkCollector:
+    """Task, delivery, email, feed and WebSub series recorded in this process (no shared directory)."""
+
+    def collect(self):
+        yield from work_metrics.REGISTRY.collect()
+
+
 registry.register(StoreCollector())
+if _shared:
+    from prometheus_client import multiprocess
+
+    multiprocess.MultiProcessCollector(registry, path=_shared)
+else:
+    registry.register(WorkCollector())
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -38,15 +38,11 @@ def _shown(name: str) -> dict:
     return registry.shown(name)
 
 
-def _enqueue(delivery_ids: list[str]) -> None:
-    # Imported here: the API loads without a broker for docs; a failed enqueue is caught by the schedule.
-    from syndicate.workers.webhooks import enqueue_deliver
+def enqueue_deliveries(delivery_ids: list[str]) -> None:
+    # Imported here: the API loads without a broker for docs.
+    from syndicate.workers.webhooks import enqueue_deliveries as enqueue
 
-    for delivery_id in delivery_ids:
-        try:
-            enqueue_deliver(delivery_id)
-        except Exception:  # the delivery is due in the Redis schedule; the drain sends it
-            pass
+    enqueue(delivery_ids)
 
 
 @router.post("/v1/partners", status_code=201, summary="Register a partner; the answer holds its secret, shown once",
@@ -119,7 +115,7 @@ async def recover(request: Request, name: str = NAME) -> JSONResponse:
         raise ValidationFailed([Problem(f"$.{k}", "unknown field; remove it") for k in unknown])
     since = parse_since(body["since"])
     ids = await run_in_threadpool(service.recover, name, since, service.context())
-    await run_in_threadpool(_enqueue, ids)
+    await run_in_threadpool(enqueue_deliveries, ids)
     return JSONResponse({"partner": name, "since": iso(since), "resent": ids}, status_code=202)
 
 
@@ -151,5 +147,5 @@ def show_delivery(delivery_id: str = DELIVERY) -> JSONResponse:
              summary="Send again: same webhook-id and body, fresh retry schedule", responses=_COMMON)
 def resend(delivery_id: str = DELIVERY) -> JSONResponse:
     service.resend(delivery_id, service.context())
-    _enqueue([delivery_id])
+    enqueue_deliveries([delivery_id])
     return JSONResponse(service.show(delivery_id), status_code=202)

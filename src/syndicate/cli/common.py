@@ -29,6 +29,8 @@ def store_errors() -> tuple[type[Exception], ...]:
 
 def shown_url(url: str) -> str:
     # The URL may carry a password; the message names the host, never the secret.
+    if ";" in url:  # Sentinels: sentinel://...;sentinel://..., each may carry it
+        return ";".join(shown_url(part) for part in url.split(";"))
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -39,10 +41,16 @@ def shown_url(url: str) -> str:
 
 def store_down_line(exc: BaseException) -> str:
     """One line that says what failed and what to do."""
+    from kombu.exceptions import OperationalError
+
     from ..config import get_settings
 
-    url = get_settings().redis_url or "(SYNDICATE_REDIS_URL not set)"
+    settings = get_settings()
     reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+    if isinstance(exc, OperationalError) and settings.broker_is_amqp:
+        return (f"error: RabbitMQ at {shown_url(settings.broker_url or '')} is unavailable ({reason}); start it or "
+                "point SYNDICATE_BROKER_URL at a running RabbitMQ, then run the command again")
+    url = settings.redis_url or "(SYNDICATE_REDIS_URL not set)"
     return (f"error: Redis at {shown_url(url)} is unavailable ({reason}); start it or point "
             "SYNDICATE_REDIS_URL at a running Redis, then run the command again")
 

@@ -20,8 +20,12 @@ def status_cmd() -> None:
     client = get_redis()
     settings = get_settings()
     click.echo(f"redis          {shown_url(settings.redis_url or '')} (prefix {settings.redis_prefix})")
-    for queue in QUEUES:
-        click.echo(f"queue {queue:<9} {client.llen(settings.broker_prefix + queue)} waiting")
+    if settings.broker_is_amqp:
+        click.echo(f"broker         {shown_url(settings.broker_url or '')} (RabbitMQ)")
+    from ..queues import queue_depths
+
+    for queue, depth in queue_depths(QUEUES).items():
+        click.echo(f"queue {queue:<9} {depth} waiting")
     click.echo(f"pending events {client.zcard(key('events:pending'))} (logged, not yet fanned out)")
     from .. import events
     from syndicate.workers.base import CHANNEL_TASKS

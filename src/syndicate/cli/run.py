@@ -229,6 +229,12 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
         settings = get_settings()
         log_dir = settings.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
+        # One metrics directory for the API and every worker: the API's /metrics carries theirs.
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.data_dir / "metrics"))
+        env.pop("SYNDICATE_WORKER_METRICS_PORT", None)
+        from ..metrics import reset_dir
+
+        reset_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
         children = {
             "api": [*me, "api"],
             # Webhooks get their own worker: a hanging partner can never hold up feeds or email.
@@ -295,6 +301,9 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
 @handle_errors
 def worker_cmd(queues: str, concurrency: int, hostname: str | None, loglevel: str) -> None:
     """Run a Celery worker on QUEUES (prefork)."""
+    from .. import metrics
+
+    metrics.prepare_worker(get_settings().worker_metrics_port)  # before the pool forks its children
     from syndicate.workers.app import app
 
     argv = [*_celery_options(loglevel, "worker"), "worker", "-Q", queues, "-c", str(concurrency),
@@ -323,26 +332,49 @@ def _celery_options(loglevel: str, command: str) -> list[str]:
 
     A malformed SYNDICATE_LOG_FORMAT or level stops here, as one error line, before Celery
     starts. Celery prints its start-up banner to stdout, outside logging, and that text
-    would break a log of JSON lines; the same facts are logged as JSON instead.
+    would break a log of JSON lines; the same facts are logged as JSON instead. Its notices
+    at stop ("worker: Warm shutdown (MainProcess)") bypass logging too, and ``--quiet``
+    keeps them: they are written as JSON lines instead (see ``_say_as_json``).
     """
     from .. import logs
 
     logs.setup(loglevel)
     if logs.log_format() != "json":
         return []
+    import celery.apps.worker
+
     from syndicate.workers.app import app
+
+    celery.apps.worker.safe_say = _say_as_json
 
     logging.getLogger("syndicate.workers").info("celery %s starting (broker %s)", command, app.connection().as_uri(),
                                                 extra={"argv": sys.argv[1:]})
     return ["--quiet"]
 
 
+def _say_as_json(msg: str, f: object = None) -> None:
+    """Celery's ``safe_say`` for a log of JSON lines: the notice as one JSON line on stderr.
+
+    Celery calls it from a signal handler, so, like Celery's own, it formats the line itself
+    and writes it with one ``os.write`` instead of going through a handler and its lock.
+    """
+    from .. import logs
+
+    record = logging.LogRecord("celery.apps.worker", logging.INFO, __file__, 0, msg.strip(), None, None)
+    try:
+        os.write(sys.__stderr__.fileno(), (logs.formatter("json").format(record) + "\n").encode())
+    except (OSError, ValueError, AttributeError):
+        pass  # a notice that cannot be written must never stop the shutdown it announces
+
+
 @click.command("api")
 @click.option("--host", default=None, help="Default: SYNDICATE_API_HOST.")
 @click.option("--port", type=int, default=None, help="Default: SYNDICATE_API_PORT.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Server processes sharing the port. Default: SYNDICATE_API_WORKERS.")
 @handle_errors
-def api_cmd(host: str | None, port: int | None) -> None:
-    """Serve the HTTP API with uvicorn."""
+def api_cmd(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the HTTP API with uvicorn (one or more processes on one port)."""
     import uvicorn
 
     # The options stand for the variables, so the public URL follows them like it follows those.
@@ -359,8 +391,9 @@ def api_cmd(host: str | None, port: int | None) -> None:
         logging.getLogger("syndicate.api").warning(line)
     # log_config=None: uvicorn's records go through syndicate.logs; its own access log stays off
     # because the app logs each request itself (syndicate.logs.AccessLog), without query strings.
-    uvicorn.run("syndicate.api:create_app", factory=True, host=host or settings.api_host,
-                port=port or settings.api_port, log_level="info", access_log=False, log_config=None)
+    uvicorn.run("syndicate.api:served_app", factory=True, host=host or settings.api_host,
+                port=port or settings.api_port, workers=workers or settings.api_workers,
+                log_level="info", access_log=False, log_config=None)
 
 
 @click.command("mailbox")

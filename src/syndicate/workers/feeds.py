@@ -25,6 +25,9 @@ log = logging.getLogger("syndicate.workers.feeds")
 BEAT_SCHEDULE = {
     "feeds-sweep": {"task": "syndicate.feeds.sweep", "schedule": 30.0},
 }
+# Also here, not only in app.py: imported before app.py, this module is half-loaded when app.py
+# collects the schedules, and its entries would be missing.
+app.conf.beat_schedule.update(BEAT_SCHEDULE)
 
 # One flush task in the queue at a time; the flush clears this before it claims pings.
 _KICK_TTL_MS = 60_000

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 
-from syndicate import deadletters, events
+from syndicate import deadletters, events, metrics
 from syndicate.config import get_settings
+from syndicate.queues import queue_depths
 from syndicate.store import get_redis, key
 
-from .app import app
+from .app import app, collect_dead_letters, release_delayed
 from .base import CHANNEL_TASKS, SyndicateTask
 
 log = logging.getLogger("syndicate.workers.ingest")
@@ -30,6 +31,12 @@ log = logging.getLogger("syndicate.workers.ingest")
 BEAT_SCHEDULE = {
     "reconcile-events": {"task": "syndicate.ingest.reconcile", "schedule": 30.0},
 }
+# Also here, not only in app.py: imported before app.py, this module is half-loaded when app.py
+# collects the schedules, and its entries would be missing.
+app.conf.beat_schedule.update(BEAT_SCHEDULE)
+if get_settings().broker_is_amqp:
+    # RabbitMQ only: delayed sends wait in the store's schedule, dead-lettered messages become dead letters.
+    BEAT_SCHEDULE["broker-upkeep"] = {"task": "syndicate.ingest.broker_upkeep", "schedule": 1.0}
 
 # Work per reconciler run is bounded: a backlog is worked off over several runs instead of
 # flooding the queues at once (each run handles at most this many events per set).
@@ -83,22 +90,25 @@ def reconcile(self, event_ids: list[str] | None = None) -> int:
         log.info("another reconcile run is in progress; skipping this one")
         return 0
     try:
-        return _reconcile(client, settings.broker_prefix, grace, event_ids)
+        return _reconcile(grace, event_ids)
     finally:
         client.delete(lock)
 
 
-def _reconcile(client, broker_prefix: str, grace: float, event_ids: list[str] | None) -> int:
+def _reconcile(grace: float, event_ids: list[str] | None) -> int:
+    # A queue that still holds messages may still hold the event's: under a backlog longer than the
+    # grace, re-sending would only double the backlog. A lost message is re-sent once the queue drains.
+    depths = queue_depths()
+
     def backlog(queue: str) -> int:
-        # A queue that still holds messages may still hold the event's: under a backlog longer than the
-        # grace, re-sending would only double the backlog. A lost message is re-sent once the queue drains.
-        return client.llen(broker_prefix + queue)
+        return depths[queue]
 
     sent = 0
     if backlog("ingest") == 0:
         stuck = events.pending_events(grace, limit=RECONCILE_BATCH, only=event_ids)
         for event_id in stuck:
             fanout.apply_async(args=[event_id])
+        metrics.reconciler_reenqueued(len(stuck))
         sent += len(stuck)
     for channel, task in CHANNEL_TASKS.items():
         if backlog(channel):
@@ -111,3 +121,12 @@ def _reconcile(client, broker_prefix: str, grace: float, event_ids: list[str] | 
             log.warning("re-dispatched %d event(s) to %s with no receipt after %ss", len(owed), channel, grace)
         sent += len(owed)
     return sent
+
+
+@app.task(name="syndicate.ingest.broker_upkeep", base=SyndicateTask, queue_name="ingest", bind=True)
+def broker_upkeep(self) -> int:
+    """RabbitMQ broker (beat, every second): send the delayed calls that are due, and record each
+    message the broker dead-lettered at its delivery limit as a dead letter. Returns how many."""
+    if not get_settings().broker_is_amqp:
+        return 0
+    return release_delayed(app) + collect_dead_letters(app)

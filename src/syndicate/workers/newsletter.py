@@ -41,6 +41,9 @@ RETRY = {"autoretry_for": TRANSIENT_ERRORS}
 BEAT_SCHEDULE = {
     "newsletter-editions": {"task": "syndicate.newsletter.tick", "schedule": 20.0},
 }
+# Also here, not only in app.py: imported before app.py, this module is half-loaded when app.py
+# collects the schedules, and its entries would be missing.
+app.conf.beat_schedule.update(BEAT_SCHEDULE)
 
 
 @app.task(name="syndicate.newsletter.stage_event", base=SyndicateTask, queue_name="newsletter", bind=True, **RETRY)

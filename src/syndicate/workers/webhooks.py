@@ -48,6 +48,9 @@ BEAT_SCHEDULE = {
     "webhooks-drain": {"task": "syndicate.webhooks.drain", "schedule": 1.0},
     "webhooks-prune": {"task": "syndicate.webhooks.prune", "schedule": 3600.0},
 }
+# Also here, not only in app.py: imported before app.py, this module is half-loaded when app.py
+# collects the schedules, and its entries would be missing.
+app.conf.beat_schedule.update(BEAT_SCHEDULE)
 
 # A partner over its in-flight limit is looked at again this much later.
 DEFER_SECONDS = 1.0
@@ -205,3 +208,13 @@ def prune(self) -> int:
 def enqueue_deliver(delivery_id: str) -> None:
     """For the API and CLI: attempt a delivery soon (the schedule catches it if the broker is down)."""
     deliver.apply_async(args=[delivery_id])
+
+
+def enqueue_deliveries(delivery_ids: list[str]) -> None:
+    """For the API and the console: attempt each delivery soon, never raising. A delivery that
+    cannot be enqueued (the broker away) is still due in the store's schedule, and the drain sends it."""
+    for delivery_id in delivery_ids:
+        try:
+            enqueue_deliver(delivery_id)
+        except Exception:  # noqa: BLE001 - see above: the schedule holds it
+            pass
