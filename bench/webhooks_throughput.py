@@ -8,7 +8,13 @@ on a private key prefix, publishes the events and times until every sink got
 its deliveries (signed, logged in Redis). The baseline then posts the very same
 bodies to the same sinks from one requests.Session in a loop, in this run.
 Rounds alternate between the two; the best of each is compared.
-Prints both rates and their ratio (the issue asks for >= 1.0x).
+Prints both rates and their ratio (the issue asks for >= 1.5x).
+
+A plain ``requests.Session`` keeps connection pools for 10 hosts; over 50
+sinks in event order most of its posts open a new connection. For reference
+the bench also times a loop whose session keeps a pool per sink (every post
+on a kept-alive connection, nothing else): printed, and noted beside the
+figure, not the baseline the target is set against.
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ def main() -> None:
         return sum(s.count() for s in sinks)
 
     session = requests.Session()
+    pooled = requests.Session()  # the reference: a kept-alive connection to every sink
+    pooled.mount("http://", requests.adapters.HTTPAdapter(pool_connections=args.partners))
     urls = {f"bench-{i:03d}": s.url for i, s in enumerate(sinks)}
 
     def celery_round() -> tuple[float, list[str]]:
@@ -85,7 +93,7 @@ def main() -> None:
         wait(lambda: all(r.get("status") == "succeeded" for r in deliveries.get_many(ids, client)), 30, "the log")
         return seconds, ids
 
-    def loop_round(ids: list[str]) -> float:
+    def loop_round(ids: list[str], session: requests.Session = session) -> float:
         # The same bodies to the same sinks, one keep-alive session, one thread.
         work = [(urls[r["partner"]], r["body"].encode()) for r in deliveries.get_many(ids, client)]
         started = time.perf_counter()
@@ -98,30 +106,37 @@ def main() -> None:
     total = args.events * args.partners
     celery_times: list[float] = []
     loop_times: list[float] = []
+    pooled_times: list[float] = []
     try:
         publish(1)  # warm-up: worker start, connections opened
         wait(lambda: received() == args.partners, 60, "the warm-up deliveries")
-        for url in urls.values():  # the loop opens its connections first too
+        for url in urls.values():  # the loops open their connections first too
             session.post(url, data=b"{}", headers={"Content-Type": "application/json"}, timeout=(5, 15))
+            pooled.post(url, data=b"{}", headers={"Content-Type": "application/json"}, timeout=(5, 15))
         # Interleaved rounds, so load from elsewhere on the machine hits both sides alike.
         for _ in range(args.rounds):
             seconds, ids = celery_round()
             celery_times.append(seconds)
             loop_times.append(loop_round(ids))
+            pooled_times.append(loop_round(ids, pooled))
     finally:
         stop_worker(worker)
 
     body_size = len(deliveries.get_many(ids[:1], client)[0]["body"].encode())
     celery_rate = total / min(celery_times)
     loop_rate = total / min(loop_times)
+    pooled_rate = total / min(pooled_times)
     print(f"deliveries: {total} per round ({args.events} events x {args.partners} partners), body {body_size} bytes, "
           f"{args.rounds} interleaved rounds, best of each")
     print(f"celery workers (prefork c={args.concurrency}, signed + logged): {celery_rate:8.1f} deliveries/s")
     print(f"plain requests.Session loop (1 thread):          {loop_rate:8.1f} deliveries/s")
+    print(f"reference: loop with a pool per sink (1 thread): {pooled_rate:8.1f} deliveries/s "
+          f"(celery / it: {celery_rate / pooled_rate:.2f}x)")
     print("per round: " + "  ".join(f"{l / c:.2f}x" for c, l in zip(celery_times, loop_times)))
     print(f"ratio celery / loop: {celery_rate / loop_rate:.2f}x")
     record(f"webhook deliveries ({args.partners} sinks)", celery_rate, "deliveries/s", "raw requests loop", loop_rate,
-           ">= 1.5x", celery_rate / loop_rate >= 1.5)
+           ">= 1.5x", celery_rate / loop_rate >= 1.5,
+           note=f"a loop keeping a connection to every sink: {pooled_rate:,.0f} deliveries/s")
 
 if __name__ == "__main__":
     try:

@@ -6,14 +6,25 @@ records each outcome: sent, refused (5xx, recorded with the server's answer),
 transient (4xx or a broken connection: retried on the next pass, after
 ``SYNDICATE_SMTP_RETRY_DELAYS``; failed for good after the last) or doubt (the
 final dot went out, no answer came back: never sent again).
+
+With ``SYNDICATE_SMTP_CONNECTIONS`` above 1 (the default is 1), that many
+batches are in flight at once, each on a thread with its own SMTP connection
+and its own ``Committer`` (Redis connection): an SMTP exchange is mostly
+waiting for the server, so while one connection waits another sends. Claims
+stay in one thread, in order, at most that many batches ahead of the sends.
+The price: each connection has its own recipient between "committing" and the
+server's answer, so a crash can leave up to that many recipients in doubt
+(never sent twice) instead of at most one.
 """
 
 from __future__ import annotations
 
 import logging
 import smtplib
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import redis
@@ -46,6 +57,7 @@ class RateLimiter:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.clock, self.sleep = clock, sleep
         self.next: float | None = None  # the earliest time the next message may go
+        self.lock = threading.Lock()  # the connections share one pace
 
     def delay(self, now: float) -> float:
         """How long to wait at ``now`` before the next message, and book its slot."""
@@ -58,7 +70,8 @@ class RateLimiter:
     def wait(self) -> None:
         if not self.interval:
             return
-        seconds = self.delay(self.clock())
+        with self.lock:
+            seconds = self.delay(self.clock())
         if seconds > 0:
             self.sleep(seconds)
 
@@ -77,22 +90,25 @@ class Sender:
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] | None = None) -> None:
         settings = get_settings()
         self.settings, self.eid, self.list_id, self.owner, self.r = settings, eid, list_id, owner, r
-        self.progress = progress or (lambda n: None)
+        self._progress = progress or (lambda n: None)
+        self._progress_lock = threading.Lock()  # a CLI progress bar is not thread-safe
         self.message = EditionMessage(content["list"], eid, content["subject"], content["html"], content["text"],
                                       settings.newsletter_from, date=content.get("issued_at"))
         self.smtp = parse_smtp_url(settings.smtp_url)
         self.ttl = settings.newsletter_lease_seconds
         self.max_attempts = len(settings.smtp_retry_delays) + 1
         self.pacer = RateLimiter(settings.smtp_rate_per_second, clock, sleep or self._sleep)
-        self.committer = editions.Committer(eid, owner, self.ttl, r)
+        self.connections = settings.smtp_connections
+        self.stopping = threading.Event()
+
+    def progress(self, n: int) -> None:
+        with self._progress_lock:
+            self._progress(n)
 
     def run(self) -> None:
         delays = list(self.settings.smtp_retry_delays)
-        try:
-            while self._pass() and delays:
-                self._sleep(delays.pop(0))
-        finally:
-            self.committer.close()
+        while self._pass() and delays:
+            self._sleep(delays.pop(0))
 
     def _sleep(self, seconds: float) -> None:
         # Keep the lease alive while waiting to retry.
@@ -104,21 +120,61 @@ class Sender:
             time.sleep(min(max(deadline - time.monotonic(), 0), self.ttl / 3))
 
     def _pass(self) -> bool:
-        """One pass over every claimable recipient; True if some should be retried."""
-        offset, retry = 0, False
-        while True:
-            got = editions.claim(self.eid, self.list_id, self.owner, self.ttl, offset,
-                                 self.settings.smtp_batch_size, self.r)
-            if got is None:
-                raise LeaseLost(f"lost the lease of edition {self.eid}")
-            next_offset, batch = got
-            if batch:
-                retry |= self._batch(batch)
-            if next_offset == offset:
-                return retry
-            offset = next_offset
+        """One pass over every claimable recipient; True if some should be retried.
 
-    def _open(self) -> SmtpConnection | None:
+        The first error of any batch (lease lost, server unreachable, credentials
+        refused) stops the claims; the batches already in flight finish their
+        current message and record it, then the error is raised.
+        """
+        offset, retry = 0, False
+        if self.connections == 1:
+            while True:
+                got = editions.claim(self.eid, self.list_id, self.owner, self.ttl, offset,
+                                     self.settings.smtp_batch_size, self.r)
+                if got is None:
+                    raise LeaseLost(f"lost the lease of edition {self.eid}")
+                next_offset, batch = got
+                if batch:
+                    retry |= self._batch(batch)
+                if next_offset == offset:
+                    return retry
+                offset = next_offset
+        running: set[Future[bool]] = set()
+        with ThreadPoolExecutor(max_workers=self.connections, thread_name_prefix="smtp") as pool:
+            try:
+                while True:
+                    if len(running) >= self.connections:
+                        done, running = wait(running, return_when=FIRST_COMPLETED)
+                        retry |= self._results(done)
+                    got = editions.claim(self.eid, self.list_id, self.owner, self.ttl, offset,
+                                         self.settings.smtp_batch_size, self.r)
+                    if got is None:
+                        raise LeaseLost(f"lost the lease of edition {self.eid}")
+                    next_offset, batch = got
+                    if batch:
+                        running.add(pool.submit(self._batch, batch))
+                    if next_offset == offset:
+                        break
+                    offset = next_offset
+                done, running = wait(running, return_when=FIRST_EXCEPTION)
+                retry |= self._results(done)
+            except BaseException:
+                self.stopping.set()
+                raise
+            finally:
+                if running:
+                    self.stopping.set()
+                    wait(running)
+        return retry
+
+    @staticmethod
+    def _results(done: set[Future[bool]]) -> bool:
+        retry = False
+        for future in done:
+            retry |= future.result()  # re-raises the batch's error here, in the caller's thread
+        return retry
+
+    def _open(self) -> tuple[SmtpConnection | None, str]:
         conn = SmtpConnection(self.smtp)
         try:
             conn.open()
@@ -137,20 +193,24 @@ class Sender:
                 f"restart the workers, then run `syndicate digest resume {self.eid}`") from None
         except Exception as exc:  # connect/TLS/auth failures are transient for every recipient in the batch
             log.warning("edition %s: cannot connect to %s: %s", self.eid, self.smtp.redacted(), exc)
-            self.connect_error = f"connect: {type(exc).__name__}: {exc}"
-            return None
-        return conn
+            return None, f"connect: {type(exc).__name__}: {exc}"
+        return conn, ""
 
     def _batch(self, batch: list[tuple[str, str]]) -> bool:
+        """Send one claimed batch over one connection (runs on a pool thread)."""
         retry = False
-        conn = self._open()  # one connection for the whole batch
+        conn, connect_error = self._open()  # one connection for the whole batch
+        committer = editions.Committer(self.eid, self.owner, self.ttl, self.r)  # and one Redis connection
         prepared: dict[int, Copy] = {}
         try:
             for i, (address, sid) in enumerate(batch):
+                if self.stopping.is_set():
+                    # Another batch hit an error that ends this run: the rest stay claimable.
+                    break
                 if conn is None:
                     # The server is down, not these recipients' mailboxes: they stay claimable
                     # (never "committing") and the next run sends them, however long the outage.
-                    raise SmtpUnavailable(f"cannot reach the SMTP server {self.smtp.redacted()} ({self.connect_error})")
+                    raise SmtpUnavailable(f"cannot reach the SMTP server {self.smtp.redacted()} ({connect_error})")
                 copy = prepared.pop(i, None) or self._copy(address, sid)
 
                 def prepare_next(j: int = i + 1) -> None:
@@ -158,14 +218,14 @@ class Sender:
                     if j < len(batch):
                         prepared[j] = self._copy(*batch[j])
 
-                outcome = self._send_one(conn, copy, prepare_next)
-                retry |= self._record(address, outcome)
+                outcome = self._send_one(conn, committer, copy, prepare_next)
+                retry |= self._record(committer, address, outcome)
                 self.progress(1)
                 if outcome.broken:
                     conn.abort()
-                    conn = self._open()
+                    conn, connect_error = self._open()
         finally:
-            self.committer.flush()
+            committer.close()
             if conn is not None:
                 conn.close()
         return retry
@@ -174,18 +234,19 @@ class Sender:
         token = tokens.sign(self.settings.secret_key, tokens.UNSUBSCRIBE, self.list_id, sid)
         return self.message.copy_for(address, sid, f"{self.settings.public_url}/unsubscribe/{token}", token)
 
-    def _send_one(self, conn: SmtpConnection, copy: Copy, prepare_next: Callable[[], None]) -> Outcome:
+    def _send_one(self, conn: SmtpConnection, committer: editions.Committer, copy: Copy,
+                  prepare_next: Callable[[], None]) -> Outcome:
         self.pacer.wait()
         try:
             return conn.send(copy.sender, copy.recipient, copy.data,
-                             commit=self.committer.for_recipient(copy.recipient), while_waiting=prepare_next)
+                             commit=committer.for_recipient(copy.recipient), while_waiting=prepare_next)
         except CommitAborted as exc:
             raise LeaseLost(str(exc)) from None
 
-    def _record(self, address: str, outcome: Outcome) -> bool:
+    def _record(self, committer: editions.Committer, address: str, outcome: Outcome) -> bool:
         metrics.email(outcome.status)
         if outcome.status == "sent":
-            self.committer.record_sent(address, outcome.detail[:100])
+            committer.record_sent(address, outcome.detail[:100])
             return False
         if outcome.status == "transient":
             return editions.record_transient(self.eid, address, outcome.detail, self.max_attempts, self.r)

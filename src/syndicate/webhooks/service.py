@@ -92,18 +92,29 @@ def _load_event(event_id: str, client: redis.Redis) -> dict[str, Any] | None:
     return event
 
 
-def _entry(event_id: str, event: dict[str, Any], partner: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    try:
-        body = payload.encode(payload.event_body(event, ctx.public_url, partner.get("fullArticle", False)))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise Unbuildable(f"no webhook body can be built from event {event_id}: {type(exc).__name__}: {exc}") from exc
+def _entry(event_id: str, event: dict[str, Any], partner: dict[str, Any], ctx: Context,
+           bodies: dict[bool, str | Unbuildable] | None = None) -> dict[str, Any]:
+    """One partner's delivery record. ``bodies`` caches the body per ``fullArticle`` flag: every
+    partner of an event gets one of two bodies, so each is serialised once per event, not per partner."""
+    full = bool(partner.get("fullArticle", False))
+    bodies = {} if bodies is None else bodies
+    if full not in bodies:
+        try:
+            bodies[full] = payload.encode(payload.event_body(event, ctx.public_url, full)).decode("utf-8")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            bodies[full] = Unbuildable(
+                f"no webhook body can be built from event {event_id}: {type(exc).__name__}: {exc}")
+            bodies[full].__cause__ = exc
+    body = bodies[full]
+    if isinstance(body, Unbuildable):
+        raise body
     entry = {
         "id": deliveries.delivery_id(event_id, partner["name"]),
         "partner": partner["name"],
         "event_id": event_id,
         "type": event["type"],
         "article_id": event.get("article_id") or "",
-        "body": body.decode("utf-8"),
+        "body": body,
     }
     if not partner.get("enabled", True):
         # Recorded now with the body and webhook-id it would have carried, so that
@@ -130,9 +141,10 @@ def dispatch(event_id: str, ctx: Context, client: redis.Redis | None = None) -> 
         return []
     wanted = [p for p in registry.all_partners(client) if registry.wants(p, event["type"], event["section"])]
     entries, broken = [], []
+    bodies: dict[bool, str | Unbuildable] = {}
     for partner in wanted:
         try:
-            entries.append(_entry(event_id, event, partner, ctx))
+            entries.append(_entry(event_id, event, partner, ctx, bodies))
         except Unbuildable as exc:
             broken.append(f"{partner['name']}: {exc}")
     created: set[str] = set()

@@ -7,10 +7,18 @@ address goes through ``Guard.check_address``, and the socket is opened to the
 very address that passed, so DNS rebinding cannot slip past the check. Proxies
 from the environment are ignored (``trust_env`` off) for the same reason.
 Redirects are never followed: a 3xx is a failure like any non-2xx.
+
+Each attempt builds its ``PreparedRequest`` itself and hands it to
+``Session.send``: the same request, header for header, that ``Session.post``
+would prepare (the session's default headers, then ours, each checked for
+CR/LF by requests), without re-parsing the partner's URL on every attempt and
+without the per-call cookie, netrc and proxy merging that this session never
+uses (its cookie policy refuses every cookie, ``trust_env`` is off).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -19,6 +27,8 @@ from http.cookiejar import DefaultCookiePolicy
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar
+from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, NewConnectionError
@@ -115,15 +125,38 @@ def _elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+@functools.lru_cache(maxsize=4096)
+def _prepared_url(url: str) -> str:
+    """The URL as requests prepares it (IDNA host, quoting); a partner's URL is parsed once per process."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, None)
+    return prepared.url  # type: ignore[return-value]
+
+
+def _prepare(session: requests.Session, url: str, body: bytes, headers: dict[str, str]) -> requests.PreparedRequest:
+    """What ``session.post(url, data=body, headers=headers)`` would send, prepared directly."""
+    prepared = requests.PreparedRequest()
+    prepared.method = "POST"
+    prepared.url = _prepared_url(url)
+    merged = CaseInsensitiveDict(session.headers)
+    merged.update(headers)
+    prepared.prepare_headers(merged)  # refuses a name or value with CR/LF, as session.post does
+    prepared.prepare_cookies(RequestsCookieJar())  # the session's jar, always empty (see session_for)
+    prepared.prepare_body(body, None)  # the exact bytes, and their Content-Length
+    prepared.prepare_auth(None)  # credentials in the URL become Basic auth, as with session.post
+    return prepared
+
+
 def post(url: str, body: bytes, headers: dict[str, str], guard: Guard,
          connect_timeout: float, read_timeout: float) -> Outcome:
     """Send once. Every failure (guard, DNS, connect, timeout, non-2xx) comes back as an Outcome."""
     started = time.perf_counter()
     try:
         guard.check_url(url)
-        response = session_for(guard).post(
-            url, data=body, headers=headers, timeout=(connect_timeout, read_timeout),
-            allow_redirects=False, stream=True,
+        session = session_for(guard)
+        response = session.send(
+            _prepare(session, url, body, headers), timeout=(connect_timeout, read_timeout),
+            allow_redirects=False, stream=True, proxies={}, verify=True, cert=None,
         )
     except BlockedDestination as exc:
         return Outcome(None, _elapsed_ms(started), exc.message, blocked=True)
