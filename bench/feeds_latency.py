@@ -57,7 +57,7 @@ def main() -> None:
             changed = [f for f in feeds if current[f] != etags.get(f)]
             if changed:
                 for feed in changed:
-                    bodies[feed] = client.hget(state.doc_key(feed), "json") or b""
+                    bodies[feed] = state.read_bodies(client, feed, ["json"])["json"] or b""
                     etags[feed] = current[feed]
                 now = time.perf_counter()
                 with lock:

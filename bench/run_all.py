@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["ingest_fanout", "feeds_latency", "feeds_serving", "webhooks_throughput", "webhooks_isolation",
-              "newsletter_send", "durability"]
+              "newsletter_send", "durability", "memory"]
 
 
 def table(rows: list[dict]) -> str:

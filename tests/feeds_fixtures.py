@@ -115,6 +115,14 @@ def reader_values(node, default_type: str, path: str = "") -> list[tuple[str, st
     return out
 
 
+def stored_body(client, prefix: str, feed_id: str, fmt: str) -> bytes | None:
+    """The stored bytes of one feed document under the key ``prefix`` (None if never rendered), read as
+    every reader reads them (``feeds.state.body_of``). ``client`` returns bytes."""
+    from syndicate.feeds import state
+
+    return state.body_of(*client.hmget(f"{prefix}feeds:doc:{feed_id}", state.body_fields(fmt)))
+
+
 def stored_feed_files(client, prefix: str) -> dict[str, bytes]:
     """{file name: bytes} of every rendered feed under the key ``prefix``: what the API serves,
     and what a folder of static feed files must hold. ``client`` returns bytes."""
@@ -123,8 +131,10 @@ def stored_feed_files(client, prefix: str) -> dict[str, bytes]:
     slugs = sorted(s.decode() if isinstance(s, bytes) else s for s in client.hkeys(f"{prefix}feeds:sections"))
     files = {}
     for feed_id in ["all"] + [f"sections/{slug}" for slug in slugs]:
-        bodies = client.hmget(f"{prefix}feeds:doc:{feed_id}", list(FORMATS))
-        files.update({f"{feed_id}.{FORMATS[fmt][0]}": body for fmt, body in zip(FORMATS, bodies) if body})
+        for fmt, (ext, _type) in FORMATS.items():
+            body = stored_body(client, prefix, feed_id, fmt)
+            if body:
+                files[f"{feed_id}.{ext}"] = body
     return files
 
 

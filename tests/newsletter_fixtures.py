@@ -20,7 +20,7 @@ import os
 import threading
 import uuid
 
-from conftest import free_port
+from conftest import free_port, unique_article
 
 SMTP_PORT = int(os.environ.get("SYNDICATE_TEST_SMTP_PORT") or free_port())
 os.environ["SYNDICATE_TEST_SMTP_PORT"] = str(SMTP_PORT)
@@ -154,3 +154,16 @@ def publish(article: dict) -> str:
         if wants_section(config, event["section"]):
             editions.stage(config["id"], event["article_id"], event["id"])
     return result.event_id
+
+
+def built_edition(readers: list[str]) -> tuple[dict, str]:
+    """A new list with one staged story and ``readers`` subscribed, and a manual edition of it built
+    (recipients snapshotted, copies ready), not yet sent: (list config, edition id)."""
+    from syndicate.newsletter import editions, lists, service
+
+    config = make_list()
+    publish(unique_article(section=config["sections"][0]))
+    subscribe_all(config["id"], readers)
+    eid = service.open_manual(config["id"])
+    assert service._build(eid, editions.get_edition(eid), lists.get_redis())
+    return config, eid

@@ -27,7 +27,7 @@ def publish_direct(article: dict) -> str:
 
 
 def doc_items(feed_id: str, fmt: str = "json") -> list[dict]:
-    body = get_redis(decode=False).hget(state.doc_key(feed_id), fmt)
+    body = state.read_bodies(get_redis(decode=False), feed_id, [fmt])[fmt]
     return json.loads(body)["items"] if body else []
 
 
@@ -49,7 +49,7 @@ def test_window_is_capped_and_refills_after_retractions(redis_client):
     held = [i["_syndicate"]["article_id"] for i in doc_items(feed_id)]
     assert held == newest_first[2:size + 2]  # the two oldest came back in
     assert len(set(held)) == len(held)
-    atom = get_redis(decode=False).hget(state.doc_key(feed_id), "atom").decode()
+    atom = state.read_bodies(get_redis(decode=False), feed_id, ["atom"])["atom"].decode()
     retracted_at = float(redis_client.hget("%sfeeds:removed" % get_settings().redis_prefix, feed_id))
     assert retracted_at > OLD.timestamp() + 100 * 3600 and "<updated>20" in atom
 

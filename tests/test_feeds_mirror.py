@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from conftest import ROOT, unique_article, wait_for
-from feeds_fixtures import folder_files, stored_feed_files
+from feeds_fixtures import folder_files, stored_body, stored_feed_files
 
 
 def stored_files(dep) -> dict[str, bytes]:
@@ -82,8 +82,8 @@ def publish_rendered(dep, sections: list[str]) -> list[str]:
         ids.append(article["id"])
     raw = redis.Redis.from_url(dep.redis_url)
     try:
-        wait_for(lambda: all(raw.hget(dep.key("feeds", "doc", f"sections/{s}{tag}"), "json") for s in sections)
-                 and all(i.encode() in (raw.hget(dep.key("feeds", "doc", "all"), "json") or b"") for i in ids),
+        wait_for(lambda: all(stored_body(raw, dep.prefix, f"sections/{s}{tag}", "json") for s in sections)
+                 and all(i.encode() in (stored_body(raw, dep.prefix, "all", "json") or b"") for i in ids),
                  timeout=60, interval=0.2, message="the new stories rendered")
     finally:
         raw.close()

@@ -25,7 +25,7 @@ import redis
 
 from conftest import load_seed
 from faults_harness import redis_server_binary, wait_until
-from feeds_fixtures import folder_files, stored_feed_files
+from feeds_fixtures import folder_files, stored_body, stored_feed_files
 from netns_harness import SINK_SCRIPT, Hosts, redis_argv, sink_requests
 
 pytestmark = pytest.mark.slow
@@ -198,7 +198,7 @@ def test_a_worker_host_cut_off_mid_burst_loses_nothing(tmp_path):
         wanted = {stable_id(a): a for a in ids}
 
         def feed_ids() -> set[str]:
-            raw = client.hget(f"{PREFIX}feeds:doc:all", "json")
+            raw = stored_body(client, PREFIX, "all", "json")
             return {item["id"] for item in json.loads(raw)["items"]} if raw else set()
 
         def delivered() -> dict[str, set[str]]:

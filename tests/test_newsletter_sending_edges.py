@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import free_port, unique_article
-from newsletter_fixtures import SinkHandler, addresses, make_list, publish, smtp_sink, subscribe_all
+from newsletter_fixtures import SinkHandler, addresses, built_edition, make_list, publish, smtp_sink, subscribe_all
 
 from syndicate.cli.main import cli
 from syndicate.config import reset_settings
@@ -27,15 +27,6 @@ def sink(redis_client):
     return smtp_sink()
 
 
-def _built_edition(readers: list[str]) -> tuple[dict, str]:
-    config = make_list()
-    publish(unique_article(section=config["sections"][0]))
-    subscribe_all(config["id"], readers)
-    eid = service.open_manual(config["id"])
-    assert service._build(eid, editions.get_edition(eid), lists.get_redis())
-    return config, eid
-
-
 def _statuses(eid: str) -> dict[str, str]:
     return {a: v.split(":", 1)[0] for a, v in editions.recipient_statuses(eid).items()}
 
@@ -46,7 +37,7 @@ def test_a_connection_dropped_after_the_final_dot_is_recorded_doubt_and_never_re
     before, dropped, after = addresses(3, "dot")
     sink.drop_after_data.add(dropped)
     try:
-        config, eid = _built_edition([before, dropped, after])
+        config, eid = built_edition([before, dropped, after])
         result = service.run_edition(eid)
         # Retries happen (SYNDICATE_SMTP_RETRY_DELAYS), but not for a recipient in doubt.
         assert result["state"] == "sent"
@@ -117,7 +108,7 @@ def slow_rate(monkeypatch):
 
 def test_the_sender_paces_a_real_send_by_the_configured_rate(sink, slow_rate):
     readers = addresses(4, "rate")
-    config, eid = _built_edition(readers)
+    config, eid = built_edition(readers)
     owner = "rate-test"
     assert editions.acquire_lease(eid, owner, 30)
     clock = FakeClock()
@@ -139,7 +130,7 @@ def test_the_sender_paces_a_real_send_by_the_configured_rate(sink, slow_rate):
 
 def test_a_rate_wait_keeps_the_lease_alive(sink):
     # A slow rate may wait longer than the lease: the sender's own sleep (the limiter's default) renews it.
-    config, eid = _built_edition(addresses(1, "lease"))
+    config, eid = built_edition(addresses(1, "lease"))
     assert editions.acquire_lease(eid, "pacer", 30)
     sender = Sender(eid, config["id"], json.loads(editions.get_edition(eid)["content"]), "pacer", None,
                     lists.get_redis())
@@ -187,7 +178,7 @@ def test_wrong_smtp_credentials_fail_the_edition_at_once_and_a_resume_sends_it(a
     monkeypatch.setenv("SYNDICATE_SMTP_URL", f"smtp://desk:wrong@127.0.0.1:{port}?timeout=20")
     reset_settings()
     try:
-        config, eid = _built_edition(readers)
+        config, eid = built_edition(readers)
         result = service.run_edition(eid)
         assert result["state"] == "failed"
         reason = result["reason"]
@@ -246,7 +237,7 @@ def test_every_key_of_an_ended_edition_expires(sink):
 
     retention = get_settings().newsletter_retention_days * 86400
     reader = addresses(1, "ttl")[0]
-    config, sent = _built_edition([reader])
+    config, sent = built_edition([reader])
     service.run_edition(sent)
     # A skipped edition whose staged story had already gone out (an update): its rotated stories expire too.
     story = unique_article(section=config["sections"][0])
@@ -321,7 +312,7 @@ def test_the_admin_api_resumes_a_failed_edition_through_the_worker(auth_server, 
     monkeypatch.setenv("SYNDICATE_SMTP_URL", f"smtp://desk:bad@127.0.0.1:{port}")
     reset_settings()
     try:
-        config, eid = _built_edition(readers)
+        config, eid = built_edition(readers)
         assert service.run_edition(eid)["state"] == "failed"
     finally:
         monkeypatch.undo()

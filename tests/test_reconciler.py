@@ -11,8 +11,10 @@ import json
 import time
 
 import pytest
+import redis
 
 from conftest import INGEST_AUTH, unique_article, wait_for
+from feeds_fixtures import stored_body
 
 from syndicate import events
 from syndicate.feeds.model import stable_id
@@ -117,8 +119,10 @@ def test_a_channel_message_lost_in_the_broker_is_redispatched_and_applied_once(d
     wait_for(lambda: deployment.receipt_count("feeds", event_id), message="feeds receipt after reconcile")
     assert deployment.redis.zscore(deployment.key("feeds", "index", "all"), article["id"]) is not None
 
+    binary = redis.Redis.from_url(deployment.redis_url)  # the stored documents are gzip bytes
+
     def items_of_the_story() -> list[dict]:
-        document = json.loads(deployment.redis.hget(deployment.key("feeds", "doc", "all"), "json") or '{"items": []}')
+        document = json.loads(stored_body(binary, deployment.prefix, "all", "json") or '{"items": []}')
         return [item for item in document["items"] if item["id"] == stable_id(article["id"])]
 
     wait_for(items_of_the_story, message="the story in the rendered main feed")

@@ -112,6 +112,7 @@ class Settings:
     smtp_url: str
     newsletter_from: str
     smtp_batch_size: int
+    smtp_connections: int
     smtp_rate_per_second: float
     smtp_retry_delays: tuple[float, ...]
     newsletter_lease_seconds: float
@@ -126,6 +127,9 @@ class Settings:
     worker_metrics_port: int | None = None
     worker_metrics_host: str = "127.0.0.1"
     metrics_partner_labels: int = 20
+    # --- memory -----------------------------------------------------------
+    body_margin: int = 50  # stories below each feed window whose bodies are kept too (a refill's reserve)
+    newsletter_compact_after_hours: float = 24.0  # then a sent edition keeps counts and problem recipients only
 
     @property
     def broker_prefix(self) -> str:
@@ -376,6 +380,7 @@ def load_settings() -> Settings:
         smtp_url=_smtp_url(_env("SMTP_URL", smtp_default)),
         newsletter_from=_env("NEWSLETTER_FROM", "Syndicate News <newsletter@localhost>"),
         smtp_batch_size=_int("SMTP_BATCH_SIZE", 100),
+        smtp_connections=max(_int("SMTP_CONNECTIONS", 1), 1),
         smtp_rate_per_second=_float("SMTP_RATE_PER_SECOND", 0.0),
         smtp_retry_delays=_delays("SMTP_RETRY_DELAYS", "5,30,120"),
         newsletter_lease_seconds=_float("NEWSLETTER_LEASE_SECONDS", 60.0),
@@ -388,6 +393,8 @@ def load_settings() -> Settings:
         worker_metrics_port=_int("WORKER_METRICS_PORT", 0) or None,
         worker_metrics_host=_env("WORKER_METRICS_HOST", "127.0.0.1"),
         metrics_partner_labels=max(_int("METRICS_PARTNER_LABELS", 20), 0),
+        body_margin=max(_int("BODY_MARGIN", _int("FEED_SIZE", 50)), 0),
+        newsletter_compact_after_hours=max(_float("NEWSLETTER_COMPACT_AFTER_HOURS", 24.0), 0.0),
     )
 
 

@@ -15,6 +15,8 @@ Keys (under the deployment prefix):
     events:owed:{channel}  zset   event id -> time fanned out (or re-dispatched), until the
                         channel's task recorded its receipt (or its dead letter)
     events:redispatched hash   channel -> channel tasks the reconciler sent again, ever
+    articles:full       zset   article id -> time of its last change, while stored whole (retention.py
+                        trims the body of a story nothing needs any more)
 
 Fan-out moves an event from ``pending`` to every channel's ``owed`` set in one
 MULTI/EXEC, so from the commit of an article until each channel is done with it
@@ -37,6 +39,7 @@ from . import dates
 from .config import get_settings
 from .errors import NotFound
 from .ingest import RETRACTED, Decision, Stored, decide, digest, normalize
+from .retention import note_whole
 from .store import confirm_replicated, get_redis, key
 
 EVENT_LOG_MAXLEN = 100_000
@@ -106,6 +109,7 @@ def _record_event(pipe: Any, event: dict[str, Any], article: dict[str, Any], con
         approximate=True,
     )
     pipe.zadd(key("events:pending"), {event["id"]: time.time()})
+    note_whole(pipe, article, time.time())
 
 
 def ingest(article: dict[str, Any], client: redis.Redis | None = None) -> IngestResult:
@@ -160,8 +164,11 @@ def retract(article_id: str, client: redis.Redis | None = None) -> IngestResult:
                     return IngestResult("duplicate", article_id, article["version"], meta["event_id"], RETRACTED)
                 article = {**article, "status": "retracted"}
                 event = make_event(RETRACTED, article)
+                # A story whose body was let go: the digest its whole retracted version would have had,
+                # so resending that retraction is still a duplicate.
+                retracted_digest = meta.get("retract_digest") or digest(article)
                 pipe.multi()
-                _record_event(pipe, event, article, digest(article))
+                _record_event(pipe, event, article, retracted_digest)
                 pipe.execute()
                 confirm_replicated(client)
                 return IngestResult("event", article_id, article["version"], event["id"], RETRACTED)

@@ -80,7 +80,8 @@ async def _serve(request: Request, feed_id: str, fmt: str) -> Response:
     if cached and cached[0] == etag:
         body = cached[1]
     else:
-        body_now, etag_now = await client.hmget(doc, [fmt, f"{fmt}:etag"])
+        compressed, plain, etag_now = await client.hmget(doc, [*state.body_fields(fmt), f"{fmt}:etag"])
+        body_now = state.body_of(compressed, plain)
         if body_now is None:
             raise ApiError(404, "not_found", f"no feed {feed_id!r}")
         # A render may have landed between the two reads: serve the newer pair, consistently.

@@ -15,6 +15,7 @@ instead of undoing the newer sync.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from typing import Any
@@ -142,6 +143,20 @@ def _candidates(client: redis.Redis, feed_id: str, below: float | str, want: int
                 continue
             want -= 1
             yield article_id, version, score
+
+
+def candidates(client: redis.Redis, feed_id: str, below: float | str, want: int,
+               skip: frozenset[str] = frozenset()) -> list[tuple[str, str, float]]:
+    """(id, version, datePublished) of the ``want`` live stories of ``feed_id`` a refill would take next
+    from at or below ``below``, newest first (the retention keeps their bodies)."""
+    # islice: _candidates finishes the page it read, and may yield more than asked for.
+    return list(itertools.islice(_candidates(client, feed_id, below, want, skip), want))
+
+
+def window_floor(client: redis.Redis, feed_id: str) -> float | str:
+    """The datePublished of the oldest story in the window ("+inf" for an empty window)."""
+    oldest = client.zrange(index_key(feed_id), 0, 0, withscores=True)
+    return oldest[0][1] if oldest else "+inf"
 
 
 def refill(client: redis.Redis, feed_id: str, size: int) -> int:

@@ -50,8 +50,8 @@ def _id_tuple(entry_id: str) -> tuple[int, int]:
 
 def sync_feed(raw: redis.Redis, feed_id: str, directory: Path) -> list[str]:
     """Write ``feed_id``'s stored documents under ``directory``; returns the files that changed."""
-    bodies = raw.hmget(state.doc_key(feed_id), list(FORMATS))
-    files = {f"{feed_id}.{FORMATS[fmt][0]}": body for fmt, body in zip(FORMATS, bodies) if body is not None}
+    bodies = state.read_bodies(raw, feed_id, list(FORMATS))
+    files = {f"{feed_id}.{FORMATS[fmt][0]}": body for fmt, body in bodies.items() if body is not None}
     return static.write_documents(directory, files) if files else []
 
 

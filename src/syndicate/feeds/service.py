@@ -115,8 +115,8 @@ def catch_up_files(settings: Settings | None = None, client: redis.Redis | None 
     raw = get_redis(decode=False)
     caught_up = []
     for feed_id in state.feeds_with_file_errors(client, index.feed_ids(client)):
-        values = raw.hmget(state.doc_key(feed_id), list(FORMATS))
-        bodies = {fmt: body for fmt, body in zip(FORMATS, values) if body is not None}
+        bodies = {fmt: body for fmt, body in state.read_bodies(raw, feed_id, list(FORMATS)).items()
+                  if body is not None}
         if bodies and write_files(feed_id, bodies, settings):
             caught_up.append(feed_id)
     return caught_up

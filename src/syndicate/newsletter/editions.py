@@ -16,6 +16,8 @@ Keys (under the deployment prefix):
     nl:ed:{eid}:status       hash   address -> claimed:{owner} | committing:{owner} | sent:... |
                                     refused:... | retry:... | failed:... | doubt:... | skipped:...
     nl:ed:{eid}:attempts     hash   address -> transient failures so far
+                                    (once a sent edition is compacted, ``compact``: only its refused,
+                                    failed and doubtful recipients keep a status, rcpt and attempts go)
     nl:ed:{eid}:lease        string the sending task's owner id, with a TTL it keeps renewing
 
 Exactly once: only the lease holder may claim recipients or mark one
@@ -217,6 +219,9 @@ def record_transient(eid: str, address: str, detail: str, max_attempts: int,
 
 def tally(eid: str, client: redis.Redis | None = None) -> dict[str, int]:
     r = _client(client)
+    compacted, stored = r.hmget(ed_key(eid), "compacted", "counts")
+    if compacted and stored:
+        return json.loads(stored)  # the per-recipient records of sent ones are gone (see ``compact``)
     counts = {name: 0 for name in (*FINAL, "pending")}
     for value in r.hvals(ed_key(eid, "status")):
         name = value.split(":", 1)[0]
@@ -241,6 +246,51 @@ def finish(eid: str, retention_days: int, client: redis.Redis | None = None) -> 
         _retain(pipe, eid, ttl)
         pipe.execute()
     return counts
+
+
+# Once an edition is sent, only the recipients with a problem keep their record (memory grows with
+# problems, not with subscribers); the edition keeps its counts. See ``compact``.
+KEPT_AFTER_COMPACTION = ("refused", "failed", "doubt")
+
+
+def compact(eid: str, client: redis.Redis | None = None, batch: int = 1000) -> int:
+    """Drop the per-recipient records of a sent edition but those of ``KEPT_AFTER_COMPACTION``; returns
+    how many went. Only a ``sent`` edition with no lease is compacted: nothing sends it any more (a failed
+    one may be resumed, and keeps every record so that nobody is sent twice)."""
+    r = _client(client)
+    record = r.hmget(ed_key(eid), "state", "counts", "compacted")
+    if record[0] != "sent" or not record[1] or r.exists(ed_key(eid, "lease")):
+        return 0
+    r.hset(ed_key(eid), "compacted", f"{time.time():.3f}")  # from now on tally() answers the stored counts
+    status = ed_key(eid, "status")
+    total, ttl_ms = r.hlen(status), r.pttl(status)
+    kept = {address: value for address, value in r.hscan_iter(status, count=batch)
+            if value.split(":", 1)[0] in KEPT_AFTER_COMPACTION}
+    # A fresh hash rather than HDELs: a hash emptied in place keeps its table sized for every recipient.
+    with r.pipeline() as pipe:
+        pipe.unlink(status, ed_key(eid, "rcpt"), ed_key(eid, "attempts"))
+        if kept:
+            pipe.hset(status, mapping=kept)
+            if ttl_ms > 0:
+                pipe.pexpire(status, ttl_ms)
+        pipe.execute()
+    return total - len(kept)
+
+
+def finished_editions(older_than: float, client: redis.Redis | None = None) -> list[str]:
+    """Sent editions of every list, finished more than ``older_than`` seconds ago and not yet compacted."""
+    r = _client(client)
+    cutoff = time.time() - older_than
+    out = []
+    for list_id in r.smembers(key("nl", "lists")):
+        eids = r.zrangebyscore(key("nl", "editions", list_id), "-inf", cutoff)
+        with r.pipeline(transaction=False) as pipe:
+            for eid in eids:
+                pipe.hmget(ed_key(eid), "state", "finished_at", "compacted")
+            for eid, (state, finished, compacted) in zip(eids, pipe.execute()):
+                if state == "sent" and not compacted and finished and float(finished) <= cutoff:
+                    out.append(eid)
+    return out
 
 
 def _retain(pipe: Any, eid: str, ttl: int) -> None:

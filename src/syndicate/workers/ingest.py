@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from syndicate import deadletters, events, metrics
+from syndicate import deadletters, events, metrics, retention
 from syndicate.config import get_settings
 from syndicate.queues import queue_depths
 from syndicate.store import get_redis, key
@@ -30,6 +30,7 @@ log = logging.getLogger("syndicate.workers.ingest")
 
 BEAT_SCHEDULE = {
     "reconcile-events": {"task": "syndicate.ingest.reconcile", "schedule": 30.0},
+    "trim-bodies": {"task": "syndicate.ingest.trim_bodies", "schedule": 3600.0},
 }
 # Also here, not only in app.py: imported before app.py, this module is half-loaded when app.py
 # collects the schedules, and its entries would be missing.
@@ -121,6 +122,33 @@ def _reconcile(grace: float, event_ids: list[str] | None) -> int:
             log.warning("re-dispatched %d event(s) to %s with no receipt after %ss", len(owed), channel, grace)
         sent += len(owed)
     return sent
+
+
+@app.task(name="syndicate.ingest.trim_bodies", base=SyndicateTask, queue_name="ingest", bind=True)
+def trim_bodies(self, older_than: float | None = None, article_ids: list[str] | None = None,
+                editions_older_than: float | None = None) -> dict[str, int]:
+    """Let go of what nothing needs any more (beat, hourly; see syndicate.retention): the bodies of old
+    stories, and the per-recipient records of editions sent a while ago.
+
+    ``older_than`` (seconds) defaults to the event retention; ``article_ids`` limits the run to those stories;
+    ``editions_older_than`` (seconds) defaults to SYNDICATE_NEWSLETTER_COMPACT_AFTER_HOURS.
+    """
+    client = get_redis()
+    lock = key("retention", "lock")
+    # One run at a time; a run is bounded by the archive's size, so the lock outlives any run but a crashed one.
+    if not client.set(lock, self.request.id or "cli", nx=True, ex=3000):
+        log.info("another retention run is in progress; skipping this one")
+        return {}
+    try:
+        # Well inside the task's hard time limit: a backlog (the first run after an upgrade) takes several runs.
+        budget = get_settings().task_time_limit * 0.5
+        counts = retention.trim_bodies(older_than, article_ids, client, budget=budget)
+        if article_ids is None:
+            compacted = retention.compact_editions(editions_older_than, client)
+            counts.update(editions_compacted=compacted["editions"], recipient_records_dropped=compacted["records"])
+        return counts
+    finally:
+        client.delete(lock)
 
 
 @app.task(name="syndicate.ingest.broker_upkeep", base=SyndicateTask, queue_name="ingest", bind=True)
