@@ -119,6 +119,14 @@ class Sender:
                 raise LeaseLost(f"lost the lease of edition {self.eid} while waiting to retry")
             time.sleep(min(max(deadline - time.monotonic(), 0), self.ttl / 3))
 
+    def _claim(self, offset: int) -> tuple[int, list]:
+        """The next batch of recipients from ``offset``: (next offset, batch); LeaseLost if ours is gone."""
+        got = editions.claim(self.eid, self.list_id, self.owner, self.ttl, offset, self.settings.smtp_batch_size,
+                             self.r)
+        if got is None:
+            raise LeaseLost(f"lost the lease of edition {self.eid}")
+        return got
+
     def _pass(self) -> bool:
         """One pass over every claimable recipient; True if some should be retried.
 
@@ -129,11 +137,7 @@ class Sender:
         offset, retry = 0, False
         if self.connections == 1:
             while True:
-                got = editions.claim(self.eid, self.list_id, self.owner, self.ttl, offset,
-                                     self.settings.smtp_batch_size, self.r)
-                if got is None:
-                    raise LeaseLost(f"lost the lease of edition {self.eid}")
-                next_offset, batch = got
+                next_offset, batch = self._claim(offset)
                 if batch:
                     retry |= self._batch(batch)
                 if next_offset == offset:
@@ -146,11 +150,7 @@ class Sender:
                     if len(running) >= self.connections:
                         done, running = wait(running, return_when=FIRST_COMPLETED)
                         retry |= self._results(done)
-                    got = editions.claim(self.eid, self.list_id, self.owner, self.ttl, offset,
-                                         self.settings.smtp_batch_size, self.r)
-                    if got is None:
-                        raise LeaseLost(f"lost the lease of edition {self.eid}")
-                    next_offset, batch = got
+                    next_offset, batch = self._claim(offset)
                     if batch:
                         running.add(pool.submit(self._batch, batch))
                     if next_offset == offset:
