@@ -73,8 +73,14 @@ def list_page(request: Request, list_id: str = LIST_ID) -> Response:
         config = lists.get_list(list_id)
     except NotFound as exc:
         return _not_found(request, exc)
-    return page("reader_list.html", private=False, config=config, editions=_sent(list_id, 5), date=_date,
-                done=False)
+    return _list_page(config)
+
+
+def _list_page(config: dict, status: int = 200, private: bool = False, done: bool = False,
+               problems: list | tuple = ()) -> Response:
+    """The list's page: what it is, the subscribe form (or its outcome), the latest editions."""
+    return page("reader_list.html", status=status, private=private, config=config,
+                editions=_sent(config["id"], 5), date=_date, done=done, problems=problems)
 
 
 @router.post("/newsletters/{list_id}")
@@ -88,10 +94,8 @@ async def subscribe(request: Request, list_id: str = LIST_ID) -> Response:
     try:
         await newsletters_api.request_subscription(request, list_id)
     except ValidationFailed as exc:
-        return page("reader_list.html", status=422, private=True, config=config, editions=_sent(list_id, 5),
-                    date=_date, done=False, problems=exc.problems)
-    return page("reader_list.html", status=202, private=True, config=config, editions=_sent(list_id, 5),
-                date=_date, done=True)
+        return _list_page(config, status=422, private=True, problems=exc.problems)
+    return _list_page(config, status=202, private=True, done=True)
 
 
 @router.get("/newsletters/{list_id}/editions")
