@@ -2,10 +2,13 @@
 
     python bench/ingest_fanout.py [--count 500]
 
-Each syndicate event is validated, stored with its event in one MULTI/EXEC,
+Each syndicate event is validated, stored with its event in one atomic step,
 enqueued, and fanned out by a real prefork worker (c=2) to the channel queues
 (which nobody consumes here: this measures ingest and fan-out alone). The
 baseline enqueues the same number of no-op tasks to a no-op worker (c=2).
+
+The two sides take turns in ``--rounds`` batches and each side's times are
+summed, so a change in the machine's load during the run weighs on both alike.
 """
 
 from __future__ import annotations
@@ -32,13 +35,15 @@ def wait(predicate, timeout: float = 300) -> None:
     while not predicate():
         if time.monotonic() > deadline:
             raise SystemExit("benchmark timed out; is a worker failing? run `syndicate worker` by hand to see")
-        time.sleep(0.01)
+        time.sleep(0.002)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=500)
-    n = parser.parse_args().count
+    parser.add_argument("--rounds", type=int, default=5)
+    options = parser.parse_args()
+    n, rounds = options.count, options.rounds
     _url, embedded = setup_environment("ingest")
     from syndicate import events
     from syndicate.schemas import validate_article
@@ -48,26 +53,19 @@ def main() -> None:
     celery = [sys.executable, "-m", "celery"]
     procs = []
     try:
-        # Baseline: raw Celery no-op tasks.
+        # Baseline: raw Celery no-op tasks; syndicate: ingest + fan-out by a real worker on the ingest queue only.
         procs.append(start_worker([*celery, "-A", "noop_app", "worker", "-c", "2", "--without-gossip",
                                    "--without-mingle", "--loglevel", "WARNING"]))
-        from noop_app import noop
-
-        prefix = os.environ["SYNDICATE_REDIS_PREFIX"]
-        wait(lambda: noop.apply_async() and client.get(prefix + "noop-done") is not None, 60)
-        client.delete(prefix + "noop-done")
-        start = time.perf_counter()
-        for _ in range(n):
-            noop.apply_async()
-        enqueue_noop = time.perf_counter() - start
-        wait(lambda: int(client.get(prefix + "noop-done") or 0) >= n)
-        baseline = time.perf_counter() - start
-
-        # syndicate: ingest + fan-out by a real worker on the ingest queue only.
         procs.append(start_worker([*celery, "-A", "syndicate.workers.app", "worker", "-Q", "ingest", "-c", "2",
                                    "--without-gossip", "--without-mingle", "--loglevel", "WARNING"]))
+        from noop_app import noop
+
         from syndicate.workers.ingest import enqueue_fanout
 
+        prefix = os.environ["SYNDICATE_REDIS_PREFIX"]
+        done = prefix + "noop-done"
+        noop.apply_async()  # waits in the queue until the worker is up
+        wait(lambda: client.get(done) is not None, 60)
         seed = json.loads((ROOT / "examples/articles/us-russia-military-talks.json").read_text())
         articles = []
         for i in range(n):
@@ -78,14 +76,25 @@ def main() -> None:
         warm["id"] = "bench-warmup"
         enqueue_fanout(events.ingest(warm).event_id)
         wait(lambda: client.zcard(key("events:pending")) == 0, 60)
-        start = time.perf_counter()
-        for article in articles:
-            validate_article(article)
-            result = events.ingest(article)
-            enqueue_fanout(result.event_id)
-        enqueue_syn = time.perf_counter() - start
-        wait(lambda: client.zcard(key("events:pending")) == 0)
-        syndicate = time.perf_counter() - start
+
+        enqueue_noop = baseline = enqueue_syn = syndicate = 0.0
+        for batch in (articles[r * n // rounds:(r + 1) * n // rounds] for r in range(rounds)):
+            client.delete(done)
+            start = time.perf_counter()
+            for _ in batch:
+                noop.apply_async()
+            enqueue_noop += time.perf_counter() - start
+            wait(lambda: int(client.get(done) or 0) >= len(batch))
+            baseline += time.perf_counter() - start
+
+            start = time.perf_counter()
+            for article in batch:
+                validate_article(article)
+                result = events.ingest(article)
+                enqueue_fanout(result.event_id)
+            enqueue_syn += time.perf_counter() - start
+            wait(lambda: client.zcard(key("events:pending")) == 0)
+            syndicate += time.perf_counter() - start
 
         print(f"events: {n}")
         print(f"baseline  raw Celery no-op: enqueue {n / enqueue_noop:8.0f}/s   consumed {n / baseline:8.0f}/s")

@@ -1,8 +1,9 @@
 """The article store and the durable event log, both in Redis.
 
-Storing an article and appending its event happen in one MULTI/EXEC guarded by
-WATCH on the article key, so a concurrent writer of the same id makes us retry
-instead of interleaving. The event is enqueued only after that commit; a
+Storing an article and appending its event happen in one atomic step: a Lua
+script for ingest (one round trip), a MULTI/EXEC guarded by WATCH on the article
+key for a retraction; either way a concurrent writer of the same id never
+interleaves. The event is enqueued only after that commit; a
 reconciler re-enqueues events still in the ``pending`` set after a grace period,
 so a broker failure between the two loses nothing.
 
@@ -19,7 +20,7 @@ Keys (under the deployment prefix):
                         trims the body of a story nothing needs any more)
 
 Fan-out moves an event from ``pending`` to every channel's ``owed`` set in one
-MULTI/EXEC, so from the commit of an article until each channel is done with it
+script, so from the commit of an article until each channel is done with it
 the event is always in one set the reconciler reads: a message lost inside the
 broker (a Redis restart between the pop and the unacked record) is re-dispatched.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import secrets
 import time
@@ -38,9 +40,9 @@ import redis
 from . import dates
 from .config import get_settings
 from .errors import NotFound
-from .ingest import RETRACTED, Decision, Stored, decide, digest, normalize
-from .retention import note_whole
-from .store import confirm_replicated, get_redis, key
+from .ingest import PUBLISHED, RETRACTED, UPDATED, Decision, Stored, decide, digest, normalize
+from .retention import full_key, is_kept_record, note_whole
+from .store import confirm_replicated, get_redis, key, run_script
 
 EVENT_LOG_MAXLEN = 100_000
 
@@ -77,12 +79,6 @@ class IngestResult:
         }
 
 
-def _stored(meta: dict[str, str]) -> Stored | None:
-    if not meta:
-        return None
-    return Stored(int(meta["version"]), meta["digest"], meta["event_id"], meta.get("status", "published"))
-
-
 def _record_event(pipe: Any, event: dict[str, Any], article: dict[str, Any], content_digest: str) -> None:
     settings = get_settings()
     article_id = article["id"]
@@ -112,37 +108,101 @@ def _record_event(pipe: Any, event: dict[str, Any], article: dict[str, Any], con
     note_whole(pipe, article, time.time())
 
 
+# One round trip stores an article and logs its event atomically (a Lua script runs alone on the server,
+# so a concurrent writer of the same id cannot interleave), which a WATCH + HGETALL + MULTI/EXEC took three.
+# It writes only what ``decide`` calls an event: no stored version, or a higher one; the event type follows
+# decide's rule too, and ``ingest`` checks every answer against decide itself. The event record is
+# ARGV[8] .. type .. ARGV[9] .. the article JSON .. '}', so the 7 KB article is serialized and sent once.
+# What it writes mirrors ``_record_event`` (and, for a whole story, retention.note_whole).
+# KEYS: article hash, articles zset, event record, event log, pending zset, whole-story zset.
+# ARGV: 1 id, 2 version, 3 digest, 4 status, 5 article json, 6 datePublished score ('' for a retraction),
+#       7 event id, 8 event record up to its type, 9 the record from its type to the article,
+#       10 retention (s), 11 log maxlen, 12 now, 13 '1' when the story is whole,
+#       14 type when nothing is stored, 15 type over a lower version.
+# Returns {1 when written, event type or '', stored version, digest, event id, status} (as it was before).
+_INGEST = """
+local meta = redis.call('HMGET', KEYS[1], 'version', 'digest', 'event_id', 'status')
+local event_type = ARGV[14]
+if meta[1] then
+  if tonumber(ARGV[2]) <= tonumber(meta[1]) then
+    return {0, '', meta[1], meta[2], meta[3], meta[4]}
+  end
+  event_type = ARGV[15]
+end
+redis.call('HSET', KEYS[1], 'json', ARGV[5], 'version', ARGV[2], 'digest', ARGV[3], 'event_id', ARGV[7],
+           'status', ARGV[4])
+if ARGV[6] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+end
+redis.call('SET', KEYS[3], ARGV[8] .. '"' .. event_type .. '"' .. ARGV[9] .. ARGV[5] .. '}', 'EX', ARGV[10])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[11], '*', 'id', ARGV[7], 'type', event_type,
+           'article_id', ARGV[1], 'version', ARGV[2])
+redis.call('ZADD', KEYS[5], ARGV[12], ARGV[7])
+if ARGV[13] == '1' then
+  redis.call('ZADD', KEYS[6], ARGV[12], ARGV[1])
+  if meta[1] then redis.call('HDEL', KEYS[1], 'trimmed_at', 'retract_digest') end
+end
+return {1, event_type, meta[1], meta[2], meta[3], meta[4]}
+"""
+
+
+@functools.lru_cache(maxsize=8)
+def _ingest_script(client: redis.Redis) -> Any:
+    return client.register_script(_INGEST)
+
+
+def _event_frame(event_id: str, timestamp: str, article: dict[str, Any]) -> tuple[str, str]:
+    """The event record around its type and article: ``head + '"' + type + '"' + tail + article JSON + '}'``
+    is json.dumps of the record ``make_event`` builds."""
+    rest = json.dumps({"timestamp": timestamp, "article_id": article["id"], "version": article["version"],
+                       "section": article["section"]}, ensure_ascii=False)
+    return f'{{"id": {json.dumps(event_id)}, "type": ', f', {rest[1:-1]}, "article": '
+
+
+def _stored(reply: list[Any]) -> Stored | None:
+    version, content_digest, event_id, status = reply[2:6]
+    if version is None:
+        return None
+    return Stored(int(version), content_digest, event_id, status or "published")
+
+
 def ingest(article: dict[str, Any], client: redis.Redis | None = None) -> IngestResult:
     """Store a validated article and log its event atomically; enqueue nothing."""
     client = client or get_redis()
     article = normalize(article)
     content_digest = digest(article)
-    article_key = key("article", article["id"])
-    with client.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(article_key)
-                stored = _stored(pipe.hgetall(article_key))
-                decision: Decision = decide(stored, article["version"], content_digest, article["status"])
-                if decision.outcome != "event":
-                    pipe.unwatch()
-                    if decision.outcome == "duplicate":
-                        confirm_replicated(client)  # a retry after a 503 answers only once replicated
-                    return IngestResult(
-                        decision.outcome,
-                        article["id"],
-                        article["version"],
-                        event_id=stored.event_id if stored and decision.outcome == "duplicate" else None,
-                        reason=decision.reason,
-                    )
-                event = make_event(decision.event_type or "", article)
-                pipe.multi()
-                _record_event(pipe, event, article, content_digest)
-                pipe.execute()
-                confirm_replicated(client)  # SYNDICATE_INGEST_REPLICAS: no 2xx before the replicas have it
-                return IngestResult("event", article["id"], article["version"], event["id"], event["type"])
-            except redis.WatchError:
-                continue
+    article_id, version, status = article["id"], article["version"], article["status"]
+    article_json = json.dumps(article, ensure_ascii=False)
+    event_id, now = new_event_id(), time.time()
+    head, tail = _event_frame(event_id, now_rfc3339(), article)
+    retracted = status == "retracted"
+    reply = run_script(
+        _ingest_script(client),
+        keys=[key("article", article_id), key("articles"), key("event", event_id), key("events"),
+              key("events:pending"), full_key()],
+        args=[article_id, version, content_digest, status, article_json,
+              "" if retracted else parse_datetime(article["datePublished"]).timestamp(),
+              event_id, head, tail, get_settings().event_retention_days * 86400,
+              EVENT_LOG_MAXLEN, now, "0" if is_kept_record(article) else "1",
+              RETRACTED if retracted else PUBLISHED, RETRACTED if retracted else UPDATED],
+        client=client,
+    )
+    written, event_type = int(reply[0]), reply[1]
+    stored = _stored(reply)
+    decision: Decision = decide(stored, version, content_digest, status)
+    if (decision.outcome == "event") != bool(written) or (written and decision.event_type != event_type):
+        raise RuntimeError(f"the ingest script and decide() disagree on {article_id!r} v{version}: "
+                           f"{decision} vs written={written} {event_type!r}")
+    if decision.outcome == "duplicate":
+        confirm_replicated(client)  # a retry after a 503 answers only once replicated
+    if decision.outcome != "event":
+        return IngestResult(decision.outcome, article_id, version,
+                            event_id=stored.event_id if stored and decision.outcome == "duplicate" else None,
+                            reason=decision.reason)
+    confirm_replicated(client)  # SYNDICATE_INGEST_REPLICAS: no 2xx before the replicas have it
+    return IngestResult("event", article_id, version, event_id, event_type)
 
 
 def retract(article_id: str, client: redis.Redis | None = None) -> IngestResult:
@@ -213,6 +273,41 @@ def mark_fanned_out(event_id: str, channels: tuple[str, ...] = (), client: redis
         pipe.execute()
 
 
+# KEYS: event record, pending zset, the fan-out's receipts list, then one owed zset per channel.
+# ARGV: event id, now, the receipt, receipts kept. Returns 0, with nothing owed, when the record is gone.
+_FAN_OUT = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 4, #KEYS do redis.call('ZADD', KEYS[i], ARGV[2], ARGV[1]) end
+redis.call('LPUSH', KEYS[3], ARGV[3])
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
+return 1
+"""
+
+
+@functools.lru_cache(maxsize=8)
+def _fan_out_script(client: redis.Redis) -> Any:
+    return client.register_script(_FAN_OUT)
+
+
+def fan_out(event_id: str, channels: tuple[str, ...], receipts: tuple[str, str, int],
+            client: redis.Redis | None = None) -> bool:
+    """In one step: the event leaves ``pending``, each of ``channels`` owes a receipt for it, and
+    ``receipts`` (list key, receipt, how many kept) logs that the fan-out handled it.
+
+    False when retention dropped the record (or it never existed): it leaves ``pending`` and
+    nothing is owed. The record is not read: each channel reads it, and dead-letters one that
+    is not readable JSON (the fan-out would only learn the same, at the cost of the 15 KB).
+    """
+    client = client or get_redis()
+    receipts_key, receipt, kept = receipts
+    done = run_script(
+        _fan_out_script(client),
+        keys=[key("event", event_id), key("events:pending"), receipts_key, *(owed_key(c) for c in channels)],
+        args=[event_id, time.time(), receipt, kept], client=client)
+    return bool(done)
+
+
 def settle(channel: str, event_id: str, client: redis.Redis | Any | None = None) -> None:
     """``channel`` is done with the event (a receipt, or a dead letter); ``client`` may be a pipeline."""
     (client or get_redis()).zrem(owed_key(channel), event_id)
@@ -276,6 +371,6 @@ def recent_events(count: int = 50, client: redis.Redis | None = None) -> list[di
 
 
 __all__ = [
-    "IngestResult", "ingest", "retract", "get_article", "get_event", "mark_fanned_out", "settle",
+    "IngestResult", "ingest", "retract", "get_article", "get_event", "fan_out", "mark_fanned_out", "settle",
     "owed_events", "note_redispatched", "owed_counts", "redispatch_totals", "pending_events", "recent_events", "new_event_id", "now_rfc3339", "parse_datetime",
 ]

@@ -30,9 +30,10 @@ def normalize(document: Any) -> Any:
     """Integral floats become ints: JSON Schema counts 2.0 as an integer, and storing
     "version": 2.0 would make it a float everywhere downstream."""
     if isinstance(document, dict):
-        return {k: normalize(v) for k, v in document.items()}
+        # Strings are most of an article: they are kept as they are without a call each.
+        return {k: v if type(v) is str else normalize(v) for k, v in document.items()}
     if isinstance(document, list):
-        return [normalize(v) for v in document]
+        return [v if type(v) is str else normalize(v) for v in document]
     if isinstance(document, float) and document.is_integer() and abs(document) <= 2**53:
         return int(document)
     return document

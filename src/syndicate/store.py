@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import time
 from collections.abc import Iterator
 
@@ -141,6 +142,25 @@ def confirm_replicated(client: redis.Redis) -> None:
     if int(acknowledged) < wanted:
         raise NotReplicated(f"the write reached the primary but {acknowledged} of {wanted} replicas within "
                             f"{settings.ingest_wait_ms} ms (SYNDICATE_INGEST_REPLICAS); it may be kept, retry")
+
+
+# Redis before 7 wraps the error a script's command met in a plain ResponseError ("Error running script
+# ... @user_script: 1: -READONLY You can't write against a read only replica."). Unwrapped, a read-only
+# replica, a full memory or a loading server answers a script as it answers any command: 503.
+_SCRIPT_ERROR = re.compile(r"@user_script: ?\d+: -([A-Z]+) ", re.S)
+_SCRIPT_ERRORS = {"READONLY": redis.ReadOnlyError, "OOM": redis.OutOfMemoryError, "LOADING": redis.BusyLoadingError,
+                  "MASTERDOWN": redis.exceptions.MasterDownError}
+
+
+def run_script(script: redis.commands.core.Script, keys: list, args: list, client: redis.Redis):
+    """Run a registered script (EVALSHA; loaded again after a restart), raising what its commands met."""
+    try:
+        return script(keys=keys, args=args, client=client)
+    except redis.ResponseError as exc:
+        found = _SCRIPT_ERROR.search(str(exc)) if type(exc) is redis.ResponseError else None
+        if found and found.group(1) in _SCRIPT_ERRORS:
+            raise _SCRIPT_ERRORS[found.group(1)](str(exc)) from exc
+        raise
 
 
 def key(*parts: object) -> str:

@@ -43,6 +43,7 @@ the store:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import time
@@ -101,6 +102,20 @@ class BrokerChannel(kombu_redis.Channel):
         if self.connection is None or self.connection.client is None:
             raise redis.ConnectionError("the broker connection is already closed")
         return super()._connparams(asynchronous=asynchronous)
+
+    _pooled_client = None
+
+    @contextlib.contextmanager
+    def conn_or_acquire(self, client=None):
+        """One client per pool instead of kombu's new one per publish (building a redis-py client
+        costs more than the LPUSH it sends); a client holds no state of its own but the pool."""
+        if client:
+            yield client
+            return
+        pool = self.pool
+        if self._pooled_client is None or self._pooled_client.connection_pool is not pool:
+            self._pooled_client = self._create_client()
+        yield self._pooled_client
 
 
 class BrokerTransport(kombu_redis.Transport):

@@ -13,6 +13,7 @@ record of that event on that channel. The reconciler re-dispatches the rest.
 from __future__ import annotations
 
 import datetime
+import functools
 import inspect
 import json
 import logging
@@ -32,9 +33,12 @@ log = logging.getLogger("syndicate.workers")
 
 # Errors that say "try again later": a network fault, or the store restarting or failing over.
 # redis-py's ConnectionError and TimeoutError are not OSError, so OSError alone misses them;
-# kombu's OperationalError is what a publish raises once it gave up reaching the broker.
+# kombu's OperationalError is what a publish raises once it gave up reaching the broker, and
+# BatchPublishError what a batch of publishes raises when its one round trip failed (delivery
+# uncertain: sending again is safe, every task is idempotent per id).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError, redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, kombu.exceptions.OperationalError,
+    kombu.exceptions.BatchPublishError,
 )
 
 RECEIPTS_KEPT = 1000
@@ -86,12 +90,17 @@ class SyndicateTask(Task):
             countdown = cap
         return super().retry(*args, countdown=countdown, eta=eta, **kwargs)
 
+    def receipt(self, subject: str) -> tuple[str, str, int]:
+        """The receipts list of this queue, the receipt for ``subject``, and how many the list keeps."""
+        receipt = json.dumps({"task": self.name, "subject": subject, "at": time.time()})
+        return key("receipts", self.queue_name), receipt, RECEIPTS_KEPT
+
     def record_receipt(self, subject: str) -> None:
         """Note that this queue handled ``subject`` (usually an event id)."""
-        client = get_redis()
-        with client.pipeline(transaction=False) as pipe:
-            pipe.lpush(key("receipts", self.queue_name), json.dumps({"task": self.name, "subject": subject, "at": time.time()}))
-            pipe.ltrim(key("receipts", self.queue_name), 0, RECEIPTS_KEPT - 1)
+        receipts_key, receipt, kept = self.receipt(subject)
+        with get_redis().pipeline(transaction=False) as pipe:
+            pipe.lpush(receipts_key, receipt)
+            pipe.ltrim(receipts_key, 0, kept - 1)
             if self.queue_name in CHANNEL_TASKS:
                 events.settle(self.queue_name, subject, pipe)
             pipe.execute()
@@ -156,13 +165,21 @@ def _forget_start(task_id=None, **_kwargs) -> None:
 
 def _ids(task: Task, args, kwargs) -> dict:
     """The ids among a task's arguments, named after its parameters (``deliver(delivery_id)``)."""
-    try:
-        names = [p for p in inspect.signature(task.run).parameters if p != "self"]
-    except (TypeError, ValueError):
+    names = _parameters(task.run)
+    if names is None:
         return {}
     values = dict(zip(names, args or ()))
     values.update(kwargs or {})
     return {name: values[name] for name in logs.ID_FIELDS if isinstance(values.get(name), str)}
+
+
+@functools.lru_cache(maxsize=512)
+def _parameters(run) -> tuple[str, ...] | None:
+    # Once per task function: inspect.signature costs more than the rest of a run's outcome line.
+    try:
+        return tuple(p for p in inspect.signature(run).parameters if p != "self")
+    except (TypeError, ValueError):
+        return None
 
 
 def _on(fields: dict) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from syndicate import deadletters, events, metrics, retention
+from syndicate import events, metrics, retention
 from syndicate.config import get_settings
 from syndicate.queues import queue_depths
 from syndicate.store import get_redis, key
@@ -53,26 +53,16 @@ def enqueue_fanout(event_id: str) -> None:
 
 @app.task(name="syndicate.ingest.fanout", base=SyndicateTask, queue_name="ingest", bind=True)
 def fanout(self, event_id: str) -> None:
-    try:
-        event = events.get_event(event_id)
-    except ValueError as exc:
-        # A corrupt record (not UTF-8, not JSON) cannot be fanned out, now or on any retry: it is
-        # dead-lettered once and leaves the pending set, so the reconciler does not resend it forever.
-        events.mark_fanned_out(event_id)
-        deadletters.record("ingest", f"{type(exc).__name__}: {exc}", task=self.name, args=[event_id],
-                           subject=event_id)
-        log.error("event %s cannot be read and was dead-lettered: %s", event_id, exc)
-        return
-    if event is None:
-        # Retention dropped it, or it never existed: nothing to fan out.
-        events.mark_fanned_out(event_id)
-        return
     # Owed first, sent second: a crash in between leaves receipts owed, which the reconciler
-    # re-dispatches; the other order could leave a lost message with nothing owed.
-    events.mark_fanned_out(event_id, tuple(CHANNEL_TASKS))
-    for name in CHANNEL_TASKS.values():
-        app.send_task(name, args=[event_id])
-    self.record_receipt(event_id)
+    # re-dispatches; the other order could leave a lost message with nothing owed. The fan-out's
+    # own receipt is written in the same step: from then on the event is the channels' to finish.
+    if not events.fan_out(event_id, tuple(CHANNEL_TASKS), self.receipt(event_id)):
+        return  # retention dropped it, or it never existed: nothing to fan out
+    # One producer, and on Redis one round trip for the three messages (kombu's publish batch; a
+    # broker without batches, RabbitMQ, publishes each at once with its confirm as before).
+    with app.producer_or_acquire() as producer, producer.batch():
+        for name in CHANNEL_TASKS.values():
+            app.send_task(name, args=[event_id], producer=producer)
 
 
 @app.task(name="syndicate.ingest.reconcile", base=SyndicateTask, queue_name="ingest", bind=True)
