@@ -1,11 +1,19 @@
 """Publish -> visible latency of the feeds at a steady 20 stories/s.
 
 Stories are POSTed to a real API (subprocess) and flow through real workers
-(ingest fan-out, then the feeds queue); an observer polls the stored documents
-in Redis (the bytes the API serves) and notes when each story is in its
-section feed and the main feed. One render stores all three formats in one
-atomic step, so "in the JSON document" is "in all three formats".
-Targets: p50 < 50 ms, p99 < 250 ms. Run:  .venv/bin/python bench/feeds_latency.py [--seconds 10]
+(ingest fan-out, then the feeds queue). An observer follows the store's stream of
+stored renders (``feeds:changes``, written in the same step as the documents) and
+notes two moments per story:
+
+* stored: its section feed and the main feed, as stored in Redis, both hold it
+  (one render stores all three formats in one atomic step, so "in the JSON
+  document" is "in all three formats");
+* served: a GET of both feeds from the API (through its in-memory feed cache,
+  which must have dropped its old copy) returns documents that hold it, i.e.
+  what a polling reader sees.
+
+Targets (issue 12): served p50 <= 15 ms, p99 <= 60 ms.
+Run:  .venv/bin/python bench/feeds_latency.py [--seconds 10] [--rate 20]
 """
 
 from __future__ import annotations
@@ -42,31 +50,58 @@ def main() -> None:
     client = get_redis(decode=False)
     feeds = ["all"] + [f"sections/{slugify(s)}" for s in SECTIONS]
     posted: dict[str, tuple[float, str]] = {}  # article id -> (t posted, section feed)
-    seen: dict[str, float] = {}
+    seen: dict[str, float] = {}  # served by the API
+    seen_stored: dict[str, float] = {}
     lock = threading.Lock()
     stop = threading.Event()
 
+    def stored_story(body: bytes, article_id: str) -> bool:
+        return f'"article_id":"{article_id}"'.encode() in body
+
     def observe() -> None:
-        etags: dict[str, bytes | None] = {}
-        bodies: dict[str, bytes] = {}
+        """Wake on each stored render, read the changed feeds from the store, then from the API."""
+        reader = requests.Session()
+        stream = state.changes_key()
+        last = client.xrevrange(stream, count=1)
+        cursor = last[0][0] if last else b"0-0"
+        stored: dict[str, bytes] = {}
+        served: dict[str, bytes] = {}
         while not stop.is_set():
-            with client.pipeline(transaction=False) as pipe:
-                for feed in feeds:
-                    pipe.hget(state.doc_key(feed), "json:etag")
-                current = dict(zip(feeds, pipe.execute()))
-            changed = [f for f in feeds if current[f] != etags.get(f)]
-            if changed:
-                for feed in changed:
-                    bodies[feed] = state.read_bodies(client, feed, ["json"])["json"] or b""
-                    etags[feed] = current[feed]
-                now = time.perf_counter()
-                with lock:
-                    waiting = [(a, f) for a, (_, f) in posted.items() if a not in seen]
-                for article_id, section_feed in waiting:
-                    needle = f'"article_id":"{article_id}"'.encode()
-                    if needle in bodies.get("all", b"") and needle in bodies.get(section_feed, b""):
-                        seen[article_id] = now
-            time.sleep(0.001)
+            answer = client.xread({stream: cursor}, count=1000, block=100)
+            changed = set()
+            for _name, entries in answer or ():
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    changed.add(fields[b"feed"].decode())
+            changed &= set(feeds)
+            if not changed:
+                continue
+            now = time.perf_counter()
+            etags = {}
+            for feed in changed:
+                body, etag = client.hmget(state.doc_key(feed), ["json:gz", "json:etag"])
+                stored[feed], etags[feed] = state.body_of(body, None) or b"", etag.decode()
+            with lock:
+                waiting = [(a, f) for a, (_, f) in posted.items() if a not in seen]
+            for article_id, section_feed in waiting:
+                if article_id not in seen_stored and all(stored_story(stored.get(f, b""), article_id)
+                                                         for f in ("all", section_feed)):
+                    seen_stored[article_id] = now
+            for feed in changed:  # as a reader polls: until the API serves the stored render (or a newer one)
+                target, deadline = etags[feed], time.perf_counter() + 2
+                while time.perf_counter() < deadline:
+                    response = reader.get(f"{api}/feeds/{feed}.json")
+                    if response.headers.get("etag") == target:
+                        break
+                    target = (client.hget(state.doc_key(feed), "json:etag") or b"").decode()
+                    if response.headers.get("etag") == target:
+                        break
+                    time.sleep(0.0002)
+                served[feed] = response.content
+            now = time.perf_counter()
+            for article_id, section_feed in waiting:
+                if all(stored_story(served.get(f, b""), article_id) for f in ("all", section_feed)):
+                    seen[article_id] = now
 
     session = requests.Session()
     headers = {"Authorization": f"Bearer {feeds_env.TOKEN}", "Content-Type": "application/json"}
@@ -90,6 +125,7 @@ def main() -> None:
     observer = threading.Thread(target=observe, daemon=True)
     posted.clear()
     observer.start()
+    time.sleep(0.2)  # the observer has found the stream's end
 
     interval, count = 1.0 / args.rate, int(args.seconds * args.rate)
     start = time.perf_counter()
@@ -104,19 +140,24 @@ def main() -> None:
     stop.set()
     observer.join()
 
-    latencies = sorted((seen[a] - t0) * 1000 for a, (t0, _) in posted.items() if a in seen)
+    def percentiles(times: dict[str, float]) -> tuple[list[float], float, float]:
+        values = sorted((times[a] - t0) * 1000 for a, (t0, _) in posted.items() if a in times)
+        return values, statistics.median(values), values[min(len(values) - 1, int(len(values) * 0.99))]
+
+    latencies, p50, p99 = percentiles(seen)
+    _, stored_p50, stored_p99 = percentiles(seen_stored)
     lost = count - len(latencies)
     achieved = count / (time.perf_counter() - start)
-    p50 = statistics.median(latencies)
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     print(f"{count} stories at {args.rate:.0f}/s over {args.seconds:.0f}s (posting took {count / achieved:.1f}s); "
           f"{lost} never seen")
-    print(f"{'':<6}{'ms':>9}{'target':>9}{'ratio':>8}")
-    for label, value, target in (("p50", p50, 50.0), ("p99", p99, 250.0)):
-        print(f"{label:<6}{value:>9.1f}{target:>9.0f}{value / target:>8.2f}  {'ok' if value < target else 'ABOVE TARGET'}")
+    print(f"{'':<14}{'ms':>9}{'target':>9}{'ratio':>8}")
+    for label, value, target in (("served p50", p50, 15.0), ("served p99", p99, 60.0)):
+        verdict = "ok" if value <= target else "ABOVE TARGET"
+        print(f"{label:<14}{value:>9.1f}{target:>9.0f}{value / target:>8.2f}  {verdict}")
+    print(f"stored p50 {stored_p50:.1f} ms, p99 {stored_p99:.1f} ms (in Redis, before the API serves it)")
     print(f"max {latencies[-1]:.1f} ms, mean {statistics.fmean(latencies):.1f} ms")
     record(f"publish -> visible in feeds, p50 at {args.rate:.0f}/s", p50, "ms", target="<= 15 ms", met=p50 <= 15,
-           note=f"{lost} never seen")
+           note=f"{lost} never seen; stored in Redis p50 {stored_p50:.1f} ms")
     record(f"publish -> visible in feeds, p99 at {args.rate:.0f}/s", p99, "ms", target="<= 60 ms", met=p99 <= 60)
 
 

@@ -73,6 +73,20 @@ if n > size then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - size - 1) end
 return redis.call('ZCARD', KEYS[1])
 """
 
+# KEYS: index; ARGV: size, article key prefix. Flat (id, json) pairs of the window, newest first,
+# leaving out ids whose article is gone.
+_WINDOW = """
+local out = {}
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)) do
+  local raw = redis.call('HGET', ARGV[2] .. id, 'json')
+  if raw then
+    out[#out + 1] = id
+    out[#out + 1] = raw
+  end
+end
+return out
+"""
+
 
 def index_key(feed_id: str) -> str:
     return key("feeds", "index", feed_id)
@@ -205,14 +219,13 @@ def discover_sections(client: redis.Redis) -> int:
 
 
 def window_entries(client: redis.Redis, feed_id: str, size: int) -> list[tuple[str, str]]:
-    """(article id, stored JSON) of the articles in a feed's window, newest first."""
-    ids = client.zrevrange(index_key(feed_id), 0, size - 1)
-    if not ids:
-        return []
-    with client.pipeline(transaction=False) as pipe:
-        for article_id in ids:
-            pipe.hget(key("article", article_id), "json")
-        return [(article_id, raw) for article_id, raw in zip(ids, pipe.execute()) if raw]
+    """(article id, stored JSON) of the articles in a feed's window, newest first.
+
+    One script call: every render reads its whole window, and one round trip with
+    one reply costs a fraction of a pipeline of ``size`` reads.
+    """
+    flat = client.register_script(_WINDOW)(keys=[index_key(feed_id)], args=[size, key("article", "")])
+    return list(zip(flat[0::2], flat[1::2]))
 
 
 def removed_at(client: redis.Redis, feed_id: str) -> float | None:

@@ -60,7 +60,16 @@ def item_bytes(item: Item) -> bytes:
     return _dumps(_item(item))
 
 
+_COMMA = b","  # one object for every separator, so the compressed pieces are memoised once
+
+
 def render_json(spec: FeedSpec, items: list[Item], updated: dt.datetime) -> bytes:
+    return b"".join(json_parts(spec, items, updated))
+
+
+def json_parts(spec: FeedSpec, items: list[Item], updated: dt.datetime) -> list[bytes]:
+    """The document as its pieces: the head, each cached item encoding (with its separating comma
+    as a piece of its own), the tail; joined, they are the document."""
     doc: dict[str, Any] = {
         "version": VERSION,
         "title": spec.title,
@@ -80,4 +89,8 @@ def render_json(spec: FeedSpec, items: list[Item], updated: dt.datetime) -> byte
     doc["items"] = []
     shell = _dumps(doc)
     assert shell.endswith(b"[]}")
-    return b"".join([shell[:-2], b",".join(item_bytes(item) for item in items), b"]}"])
+    parts = [shell[:-2]]
+    for n, item in enumerate(items):
+        parts += [_COMMA, item_bytes(item)] if n else [item_bytes(item)]
+    parts.append(b"]}")
+    return parts

@@ -14,11 +14,13 @@ import email.utils
 import hashlib
 from typing import Any
 
-from .jsonfeed import item_bytes, render_json
+from .jsonfeed import item_bytes, json_parts, render_json
 from .model import EPOCH, FORMATS, FeedSpec, Item, feed_updated, window, window_of_items
-from .xmlfeeds import entry_bytes, render_atom, render_rss
+from .xmlfeeds import atom_parts, entry_bytes, render_atom, render_rss, rss_parts
 
 RENDERERS = {"rss": render_rss, "atom": render_atom, "json": render_json}
+# Each format as its pieces (the feed's own head and tail around the cached per-item fragments).
+PARTS = {"rss": rss_parts, "atom": atom_parts, "json": json_parts}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +29,8 @@ class Document:
     body: bytes
     etag: str
     last_modified: str  # an HTTP-date
+    # The pieces ``body`` was joined from (head, per-item fragments, tail), for ``state.compress_parts``.
+    parts: tuple[bytes, ...] = dataclasses.field(default=(), repr=False, compare=False)
 
     @property
     def content_type(self) -> str:
@@ -79,9 +83,10 @@ def render_items(spec: FeedSpec, items: list[Item], removed_at: dt.datetime | No
     # so a feed of very old stories says 1970: still older than anything a client will have seen.
     last_modified = http_date(max(updated, EPOCH))
     documents = {}
-    for fmt, render in RENDERERS.items():
-        body = render(spec, items, updated)
-        documents[fmt] = Document(fmt, body, etag_of(body), last_modified)
+    for fmt, pieces in PARTS.items():
+        parts = tuple(pieces(spec, items, updated))
+        body = b"".join(parts)
+        documents[fmt] = Document(fmt, body, etag_of(body), last_modified, parts)
     return Rendered(spec.feed_id, updated, tuple(i.article_id for i in items), documents)
 
 

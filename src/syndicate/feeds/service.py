@@ -73,10 +73,14 @@ def render_now(feed_id: str, settings: Settings | None = None) -> Rendered:
 
 
 def publish(feed_id: str, rendered: Rendered, previous: dict[str, str | None], settings: Settings,
-            on_changed: OnChanged | None) -> list[str]:
-    """After a stored render: write changed files, queue WebSub pings; returns changed formats."""
+            on_changed: OnChanged | None, file_error: bool = True) -> list[str]:
+    """After a stored render: write changed files, queue WebSub pings; returns changed formats.
+
+    ``file_error``: whether the feed carried a file error when the render started (if not, a
+    successful write has none to clear).
+    """
     changed = [fmt for fmt, doc in rendered.documents.items() if previous.get(fmt) != doc.etag]
-    write_files(feed_id, {fmt: doc.body for fmt, doc in rendered.documents.items()}, settings)
+    write_files(feed_id, {fmt: doc.body for fmt, doc in rendered.documents.items()}, settings, file_error)
     if changed and settings.websub_hub:
         spec = feed_spec(feed_id, settings, version=__version__)
         websub.queue(get_redis(), [spec.url(fmt) for fmt in changed])
@@ -85,12 +89,13 @@ def publish(feed_id: str, rendered: Rendered, previous: dict[str, str | None], s
     return changed
 
 
-def write_files(feed_id: str, bodies: dict[str, bytes], settings: Settings) -> bool:
+def write_files(feed_id: str, bodies: dict[str, bytes], settings: Settings, file_error: bool = True) -> bool:
     """Write a feed's static files; on failure record the error on the feed instead of raising.
 
     The API serves the stored bytes whatever happens here, so a full disk or a
     read-only directory must not fail the render; the sweep retries feeds that
-    carry an error, and a later success clears it.
+    carry an error, and a later success clears it (``file_error=False``: the
+    caller read that the feed carries none, so a success has nothing to clear).
     """
     if not settings.feed_files:
         return True  # the web hosts' mirrors (syndicate feeds mirror) write them from the store
@@ -103,7 +108,7 @@ def write_files(feed_id: str, bodies: dict[str, bytes], settings: Settings) -> b
         if state.set_file_error(client, feed_id, error):
             log.error("feed %s: %s (the API keeps serving it; files are retried by the sweep)", feed_id, error)
         return False
-    if state.set_file_error(client, feed_id, None):
+    if file_error and state.set_file_error(client, feed_id, None):
         log.warning("feed %s: static files written again under %s", feed_id, settings.feed_dir)
     return True
 
@@ -136,9 +141,8 @@ def render_single_flight(feed_id: str, settings: Settings | None = None,
         return 0
     renders = 0
     while True:
-        gen = state.current_gen(client, feed_id)
         # Read under the lock: no other render of this feed can store between this read and ours.
-        stored = state.validators(client, feed_id, tuple(FORMATS))
+        gen, stored, file_error = state.render_start(client, feed_id, tuple(FORMATS))
         previous = {fmt: etag for fmt, (etag, _lm) in stored.items()}
         try:
             rendered = stamp_last_modified(render_now(feed_id, settings), stored,
@@ -151,7 +155,7 @@ def render_single_flight(feed_id: str, settings: Settings | None = None,
             log.warning("lost the render lock of %s; its new holder renders it", feed_id)
             return renders
         renders += 1
-        publish(feed_id, rendered, previous, settings, on_changed)
+        publish(feed_id, rendered, previous, settings, on_changed, file_error)
         outcome = state.release(client, feed_id, token, gen)
         if outcome != 0:
             return renders
@@ -165,24 +169,39 @@ def _unlock_quietly(client: redis.Redis, feed_id: str, token: str) -> None:
 
 
 def apply_article(article_id: str, settings: Settings | None = None, on_changed: OnChanged | None = None,
-                  dispatch: Callable[[str], None] | None = None) -> set[str]:
+                  dispatch: Callable[[str, int], None] | None = None) -> set[str]:
     """Bring every feed up to date with one article's stored state; returns the feeds it touched.
 
-    With ``dispatch``, the first touched feed renders here and the others are
-    handed to it (the worker sends them as render tasks), so a story's section
-    feed and the main feed render side by side on two workers.
+    With ``dispatch``, one touched feed renders here and the others are handed
+    to it (the worker sends them as render tasks) before that render starts, so
+    a story's section feed and the main feed render side by side on two workers:
+    the story is in all its feeds after one render, not two. ``dispatch`` gets
+    the feed and its ``gen`` after this change: a render that stored that
+    ``gen`` or a later one already holds the story (``covered``). The feed kept
+    here is a section's: the main feed changes with every story, so when the
+    queue backs up, its handed-on renders are the ones that collapse into one.
     """
     settings = settings or get_settings()
     client = get_redis()
     touched = sorted(index.sync_article(client, article_id, settings.feed_size))
-    for feed_id in touched:
-        state.mark_changed(client, feed_id)
-    for n, feed_id in enumerate(touched):
-        if dispatch is not None and n > 0:
-            dispatch(feed_id)
-        else:
-            render_single_flight(feed_id, settings, on_changed)
+    gens = {feed_id: state.mark_changed(client, feed_id) for feed_id in touched}
+    here = touched if dispatch is None else touched[-1:]  # sorted: the main feed ("all") comes first
+    for feed_id in touched[:len(touched) - len(here)]:
+        dispatch(feed_id, gens[feed_id])
+    for feed_id in here:
+        render_single_flight(feed_id, settings, on_changed)
     return set(touched)
+
+
+def covered(feed_id: str, gen: int) -> bool:
+    """True if a stored render of ``feed_id`` already includes the change that made its ``gen``.
+
+    A render reads ``gen`` before it reads the feed's window, and every change is
+    indexed before its ``gen`` is bumped; so a stored render of that ``gen`` or a
+    later one holds it. A render task queued behind a burst of changes to its
+    feed is then answered by the first of them, and the rest cost one read each.
+    """
+    return int(get_redis().hget(state.doc_key(feed_id), "gen") or 0) >= gen
 
 
 def rebuild(feed_ids: Iterable[str] | None = None, settings: Settings | None = None,
@@ -241,5 +260,5 @@ def sweep(settings: Settings | None = None, on_changed: OnChanged | None = None)
     return stale
 
 
-__all__ = ["apply_article", "catch_up_files", "ensure_main_feed", "rebuild", "render_now", "render_single_flight",
-           "stale_feeds", "sweep", "window_items", "write_files", "MAIN_FEED"]
+__all__ = ["apply_article", "catch_up_files", "covered", "ensure_main_feed", "rebuild", "render_now",
+           "render_single_flight", "stale_feeds", "sweep", "window_items", "write_files", "MAIN_FEED"]

@@ -49,15 +49,18 @@ def apply_event(self, event_id: str) -> None:
     if event is not None:
         # The store, not the event snapshot, decides: a late or repeated event is harmless.
         service.apply_article(event["article_id"], on_changed=_kick_websub,
-                              dispatch=lambda feed_id: render.apply_async(args=[feed_id, False]))
+                              dispatch=lambda feed_id, gen: render.apply_async(args=[feed_id, False, gen]))
     self.record_receipt(event_id)
 
 
 @app.task(name="syndicate.feeds.render", base=SyndicateTask, queue_name="feeds", bind=True)
-def render(self, feed_id: str, mark: bool = True) -> int:
-    """Render one feed; ``mark=False`` when the sender already recorded the change (apply_event)."""
+def render(self, feed_id: str, mark: bool = True, gen: int | None = None) -> int:
+    """Render one feed; ``mark=False`` when the sender already recorded the change (apply_event),
+    ``gen`` the feed's gen after that change: nothing to do once a stored render covers it."""
     if mark:
         state.mark_changed(get_redis(), feed_id)
+    elif gen is not None and service.covered(feed_id, gen):
+        return 0
     return service.render_single_flight(feed_id, on_changed=_kick_websub)
 
 
