@@ -168,4 +168,4 @@ def test_a_short_run_from_another_folder_logs_json_lines_and_stops_cleanly(insta
                 raise AssertionError(f"{log.name} line {number} is not JSON: {line!r}") from None
             if "Warm shutdown" in str(record.get("message")):
                 shutdown_notices.append(log.name)
-    assert set(shutdown_notices) == {"worker-main.log", "worker-webhooks.log"}, shutdown_notices
+    assert set(shutdown_notices) == {"worker-main.log", "worker-feeds.log", "worker-webhooks.log"}, shutdown_notices

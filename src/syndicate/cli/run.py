@@ -21,6 +21,14 @@ from ..errors import ConfigError, SyndicateError
 from .common import handle_errors
 
 ALL_QUEUES = "ingest,feeds,webhooks,newsletter"
+# Messages each feeds worker process reserves under `syndicate run`. Feed tasks are short (a render
+# holds its feed's lock 30 s at most), so reserving a few keeps a process from waiting for the broker
+# between two of them, and a render task that arrives while its feed renders in the other process is
+# folded into that render (bench/sustained.py: 1.6 feed renders per article became 0.6, a quarter less
+# CPU per article). The other workers keep 1: a newsletter send, or a partner holding every attempt
+# thread, can take minutes, and a message reserved behind it past the visibility timeout would be
+# delivered twice.
+FEEDS_PREFETCH = 4
 
 
 def _secrets(data_dir: Path) -> dict[str, str]:
@@ -237,8 +245,12 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
         reset_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
         children = {
             "api": [*me, "api"],
-            # Webhooks get their own worker: a hanging partner can never hold up feeds or email.
-            "worker-main": [*me, "worker", "-Q", "ingest,feeds,newsletter", "-c", str(concurrency), "-n", "main@%h"],
+            # Webhooks get their own worker: a hanging partner can never hold up feeds or email. So do
+            # feeds: under a burst their renders are most of the work, and sharing a worker with the
+            # fan-out left every channel waiting behind them (bench/sustained.py).
+            "worker-main": [*me, "worker", "-Q", "ingest,newsletter", "-c", str(concurrency), "-n", "main@%h"],
+            "worker-feeds": [*me, "worker", "-Q", "feeds", "-c", str(concurrency), "-n", "feeds@%h",
+                             "--prefetch-multiplier", str(FEEDS_PREFETCH)],
             "worker-webhooks": [*me, "worker", "-Q", "webhooks", "-c", str(concurrency), "-n", "webhooks@%h"],
             "beat": [*me, "beat"],
         }
@@ -296,10 +308,14 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
 @click.option("-Q", "--queues", default=ALL_QUEUES, show_default=True, help="Comma-separated queues to consume.")
 @click.option("-c", "--concurrency", default=2, show_default=True, help="Worker processes (prefork pool).")
 @click.option("-n", "--hostname", default=None, help="Worker node name.")
+@click.option("--prefetch-multiplier", type=click.IntRange(min=1), default=None,
+              help="Messages reserved per process (default 1). More keeps processes busy with short tasks "
+                   "while the broker is slow to answer; a reserved message waits for a free process.")
 @click.option("--loglevel", default="INFO", show_default=True,
               help="Lowest level logged: DEBUG, INFO, WARNING or ERROR (the format: SYNDICATE_LOG_FORMAT).")
 @handle_errors
-def worker_cmd(queues: str, concurrency: int, hostname: str | None, loglevel: str) -> None:
+def worker_cmd(queues: str, concurrency: int, hostname: str | None, prefetch_multiplier: int | None,
+               loglevel: str) -> None:
     """Run a Celery worker on QUEUES (prefork)."""
     from .. import metrics
 
@@ -310,6 +326,8 @@ def worker_cmd(queues: str, concurrency: int, hostname: str | None, loglevel: st
             "--loglevel", loglevel, "--without-gossip", "--without-mingle"]
     if hostname:
         argv += ["-n", hostname]
+    if prefetch_multiplier:
+        argv += ["--prefetch-multiplier", str(prefetch_multiplier)]
     app.worker_main(argv)
 
 
