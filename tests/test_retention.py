@@ -1,14 +1,17 @@
-"""Article bodies are let go once nothing needs them; the kept record still serves every later event.
+"""Article bodies are let go once nothing needs them; the version record still serves every later event.
 
 * A story past the event retention, out of every feed window and its margin and
   staged for no edition loses its body; one in a window or its margin, one
   staged for an edition, and one changed within the retention keep theirs
   (a whole deployment of real processes: API, workers, beat, partner sinks, SMTP).
 * A retraction of a trimmed story reaches partners as a valid, signed
-  ``article.retracted``; an update stores the whole story again, and feeds and
+  ``article.retracted`` carrying what identifies the story (id, URL, headline,
+  section, dates, feeds); an update stores the whole story again, and feeds and
   partners carry it.
-* ``GET /v1/articles/{id}`` answers a kept record with ``"bodyKept": false``,
-  and a resent retraction of it is still a duplicate.
+* ``GET /v1/articles/{id}`` and the console answer a version record with
+  ``"bodyKept": false``, and a resent retraction of it is still a duplicate.
+* The version record is small: a few hundred bytes of JSON, about 1 KB of Redis
+  with its hash (against about 3 KB for the record that kept summary and Quick Looks).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import requests
 from conftest import INGEST_AUTH, ROOT, unique_article, wait_for
 from faults_harness import ADMIN_TOKEN, API_TOKEN, LIST_ID, PREFIX, Deployment, event_of
 from syndicate import events, retention
-from syndicate.schemas import validate
+from syndicate.config import reset_settings
+from syndicate.schemas import ValidationFailed, validate
 from syndicate.store import key
 from syndicate.webhooks import payload
 from webhooks_fixtures import verify
@@ -96,8 +100,7 @@ def test_only_stories_nothing_needs_lose_their_bodies_and_still_flow_through_eve
         trimmed = {i for i in ids if "body" not in _stored(dep, i)}
         assert trimmed == {retracted["id"], updated["id"]}
         kept = _stored(dep, retracted["id"])
-        assert kept["bodyKept"] is False and kept["headline"] == retracted["headline"]
-        assert kept["quickLooks"] == retracted["quickLooks"] and kept["version"] == 1
+        assert kept == {**{k: retracted[k] for k in retention.KEPT_FIELDS}, "bodyKept": False}
         shown = requests.get(f"{api}/v1/articles/{retracted['id']}", headers=AUTH, timeout=30).json()
         assert shown["bodyKept"] is False and "body" not in shown
         # A resend of the same version is still a duplicate; an older one stays refused.
@@ -111,7 +114,9 @@ def test_only_stories_nothing_needs_lose_their_bodies_and_still_flow_through_eve
             _received(dep, "article.retracted", retracted["id"], 1)), timeout=60, message="the retraction delivered")
         for body in bodies.values():
             validate("event", body)
-            assert body["data"]["status"] == "retracted" and body["data"]["summary"] == retracted["summary"]
+            data = body["data"]
+            assert data["status"] == "retracted" and (data["id"], data["url"]) == (retracted["id"], retracted["url"])
+            assert data["headline"] == retracted["headline"] and "summary" not in data and "article" not in data
 
         # An update of the other trimmed story, now dated newest: stored whole, in the feeds with its body.
         newer = {**updated, "version": 2, "headline": updated["headline"] + " (updated)",
@@ -147,9 +152,12 @@ def test_only_stories_nothing_needs_lose_their_bodies_and_still_flow_through_eve
         assert requests.get(edition_url, headers=admin, timeout=30).json()["counts"] == sent["counts"]
 
 
-def test_a_kept_record_is_answered_marked_and_still_decides_duplicates(api_server, http, redis_client):
+def test_a_version_record_is_answered_marked_and_still_decides_duplicates(api_server, http, redis_client):
+    from syndicate.console.articles import timeline
+
     article = unique_article(datePublished="1990-01-01T00:00:00Z", dateModified="1990-01-01T00:00:00Z")
     events.ingest(article)
+    whole = redis_client.memory_usage(key("article", article["id"]), samples=0)
     first = events.retract(article["id"])  # retracted: in no feed, staged nowhere (nothing was fanned out)
     counts = retention.trim_bodies(older_than=0, only=[article["id"]])
     assert counts == {"checked": 1, "trimmed": 1, "kept": 0}
@@ -157,11 +165,15 @@ def test_a_kept_record_is_answered_marked_and_still_decides_duplicates(api_serve
     answer = http.get(f"{api_server}/v1/articles/{article['id']}", headers=INGEST_AUTH)
     assert answer.status_code == 200
     shown = answer.json()
-    assert shown["bodyKept"] is False and shown["status"] == "retracted"
-    assert "body" not in shown and "related" not in shown
-    assert {k: shown[k] for k in ("headline", "summary", "quickLooks", "url", "version")} == \
-        {k: article[k] for k in ("headline", "summary", "quickLooks", "url", "version")}
+    assert shown == {**{k: article[k] for k in retention.KEPT_FIELDS}, "status": "retracted", "bodyKept": False}
     assert redis_client.zscore(key("articles", "full"), article["id"]) is None
+    # Its digest already is the retraction's: no second one is kept.
+    assert redis_client.hget(key("article", article["id"]), "retract_digest") is None
+    assert redis_client.memory_usage(key("article", article["id"]), samples=0) < whole / 4
+    # The console's timeline still names the story and its events.
+    shown_in_console = timeline(article["id"], redis_client)
+    assert shown_in_console["article"]["headline"] == article["headline"]
+    assert [e["type"] for e in shown_in_console["events"]] == ["article.published", "article.retracted"]
 
     # The whole retracted story sent again is the same retraction; a lower version is stale.
     resent = http.post(f"{api_server}/v1/articles", data=json.dumps({**article, "status": "retracted"}),
@@ -170,19 +182,53 @@ def test_a_kept_record_is_answered_marked_and_still_decides_duplicates(api_serve
     assert events.retract(article["id"]).outcome == "duplicate"
 
 
-def test_the_kept_record_carries_every_field_a_partner_event_requires():
+@pytest.fixture()
+def one_story_window(monkeypatch):
+    """Feeds of one story and no margin, so a live story of 1990 is past every window."""
+    monkeypatch.setenv("SYNDICATE_FEED_SIZE", "1")
+    monkeypatch.setenv("SYNDICATE_BODY_MARGIN", "0")
+    reset_settings()
+    yield
+    monkeypatch.undo()
+    reset_settings()
+
+
+def test_a_live_story_trimmed_then_retracted_keeps_duplicates_and_staleness(redis_client, one_story_window):
+    article = unique_article(version=3, datePublished="1990-01-01T00:00:00Z", dateModified="1990-01-01T00:00:00Z")
+    newer = unique_article()  # the one story the window holds, whatever else this run stored
+    events.ingest(newer)
+    events.ingest(article)
+    try:
+        assert retention.trim_bodies(older_than=0, only=[article["id"]])["trimmed"] == 1
+    finally:
+        events.retract(newer["id"])
+    assert redis_client.hget(key("article", article["id"]), "retract_digest")
+    assert events.ingest(article).outcome == "duplicate"
+    assert events.ingest({**article, "version": 2}).outcome == "stale"
+    gone = events.retract(article["id"])
+    record = events.get_event(gone.event_id or "")
+    assert record and record["article"]["bodyKept"] is False and record["article"]["status"] == "retracted"
+    resent = events.ingest({**article, "status": "retracted"})
+    assert (resent.outcome, resent.event_id) == ("duplicate", gone.event_id)
+
+
+def test_the_version_record_carries_every_field_a_retraction_requires():
     article = unique_article()
     kept = retention.kept_record({**article, "status": "retracted"})
     body = payload.event_body({"type": "article.retracted", "timestamp": "2026-11-30T05:00:00Z", "article": kept},
                               "https://news.example", full_article=True)
     validate("event", body)
-    assert kept["images"] == [next(i for i in article["images"] if i.get("role") == "lead")]
-    assert len(json.dumps(kept)) < len(json.dumps(article)) / 2
+    assert "article" not in body["data"] and "summary" not in body["data"]  # not passed off as the article
+    assert len(retention.encode_record(article)) < 600
+    # A publication or an update is always whole: the schema refuses one without summary and Quick Looks.
+    with pytest.raises(ValidationFailed) as refused:
+        validate("event", {**body, "type": "article.updated"})
+    assert {p.path for p in refused.value.problems} == {"$.data"}
 
 
-def test_a_kept_record_still_renders_in_every_feed_format():
-    # A refill after retractions may pull a trimmed story back into a window, and `feeds rebuild` renders
-    # whatever the windows hold: its headline, summary and Quick Looks still show.
+def test_a_version_record_still_renders_in_every_feed_format():
+    # A refill after more retractions than the margin may pull a trimmed story back into a window, and
+    # `feeds rebuild` renders whatever the windows hold: its headline and link still show.
     from types import SimpleNamespace
 
     import feedparser
@@ -193,10 +239,11 @@ def test_a_kept_record_still_renders_in_every_feed_format():
     settings = SimpleNamespace(feed_title="T", feed_description="D", site_url="https://news.example",
                                public_url="https://news.example", feed_icon=None, websub_hub=None, feed_max_age=60)
     rendered = render_feed(feed_spec("all", settings), [retention.kept_record(article)], 50)
-    parsed = feedparser.parse(rendered.documents["rss"].body)
-    assert parsed.bozo == 0 and parsed.entries[0].title == article["headline"]
-    assert article["quickLooks"]["items"][0][:30] in parsed.entries[0].content[0].value
-    assert json.loads(rendered.documents["json"].body)["items"][0]["summary"] == article["summary"]
+    for fmt in ("rss", "atom"):
+        parsed = feedparser.parse(rendered.documents[fmt].body)
+        assert parsed.bozo == 0 and parsed.entries[0].title == article["headline"]
+        assert parsed.entries[0].link == article["url"]
+    assert json.loads(rendered.documents["json"].body)["items"][0]["url"] == article["url"]
 
 
 def test_stories_stored_before_the_retention_existed_are_listed_on_its_first_run(redis_client):

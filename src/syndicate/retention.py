@@ -5,11 +5,13 @@ newsroom sent, about 7 KB for a typical story. Nothing reads the body of an old
 story once it has left every feed window, is staged for no edition and its
 events have passed their retention; keeping it anyway makes memory grow with
 the archive. ``trim_bodies`` (beat, hourly, on the ingest queue) replaces the
-JSON of such stories with a *kept record*: every field a later event or a
-duplicate/stale decision needs (id, version, status, headline, url, section,
-summary, Quick Looks, dates, byline, labels, the lead image), marked
-``"bodyKept": false``. The hash keeps its version and digest, so a resend of
-the same version is still a duplicate, an older one still stale.
+JSON of such stories with a *version record*: what identifies the story to a
+reader, a partner or an operator (id, version, status, headline, URL, section,
+dates), marked ``"bodyKept": false``, about 1.1 KB in Redis with its hash. The
+hash keeps its version and digest, so a resend of the same version is still a
+duplicate, an older one still stale. A retraction of such a story carries what
+the record holds (event.schema.json requires no more of ``article.retracted``):
+enough for a partner to take the story down by id or URL.
 
 A story is kept whole while any of these holds:
 
@@ -24,8 +26,8 @@ Keys (under the deployment prefix):
     articles:full:seeded  string set once every article stored before this key existed was listed
     retention:last        hash   at, checked, trimmed, kept (the last run, for operators)
 
-and, on a trimmed ``article:{id}``: ``trimmed_at`` and ``retract_digest`` (the digest
-the whole story would have had once retracted, so a resent retraction stays a duplicate).
+and, on a trimmed ``article:{id}``: ``trimmed_at`` and, on a story not yet retracted, ``retract_digest``
+(the digest the whole story would have had once retracted, so a resent retraction stays a duplicate).
 A later version of the story stores its whole JSON again and drops both.
 """
 
@@ -46,18 +48,20 @@ from .store import get_redis, key
 log = logging.getLogger("syndicate.retention")
 
 MARKER = "bodyKept"
-KEPT_FIELDS = ("id", "version", "url", "language", "status", "section", "labels", "tags", "headline", "byline",
-               "summary", "quickLooks", "datePublished", "dateModified")
+# What a retraction, a feed refill, the console and GET /v1/articles/{id} need of a story past its body.
+KEPT_FIELDS = ("id", "version", "status", "headline", "url", "section", "datePublished", "dateModified")
 BATCH = 500
 
-# KEYS: article hash, full set; ARGV: id, version, digest, cutoff, kept json, retract digest, now.
+# KEYS: article hash, full set; ARGV: id, version, digest, cutoff, kept json, retract digest ('' once
+# retracted: its digest already is), now.
 # Trims only the very version that was checked, and only while it is still past the cutoff.
 _TRIM = """
 local meta = redis.call('HMGET', KEYS[1], 'version', 'digest')
 if meta[1] ~= ARGV[2] or meta[2] ~= ARGV[3] then return 0 end
 local changed = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not changed or tonumber(changed) > tonumber(ARGV[4]) then return 0 end
-redis.call('HSET', KEYS[1], 'json', ARGV[5], 'retract_digest', ARGV[6], 'trimmed_at', ARGV[7])
+redis.call('HSET', KEYS[1], 'json', ARGV[5], 'trimmed_at', ARGV[7])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'retract_digest', ARGV[6]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
@@ -73,15 +77,19 @@ def is_kept_record(article: dict[str, Any]) -> bool:
 
 
 def kept_record(article: dict[str, Any]) -> dict[str, Any]:
-    """What stays of a story once its body is let go (pure)."""
-    from .feeds.content import lead_image  # feeds imports events, which imports this module
+    """What stays of a story once its body is let go (pure): its identity, not its text.
 
+    Summary, Quick Looks, byline and images stay out: they are what made the record 3 KB, and
+    nothing reads them once no feed window, edition or event needs the story.
+    """
     out = {name: article[name] for name in KEPT_FIELDS if name in article}
-    lead = lead_image(article)
-    if lead:
-        out["images"] = [lead]
     out[MARKER] = False
     return out
+
+
+def encode_record(article: dict[str, Any]) -> str:
+    """The stored form of the version record: compact JSON (every byte stays for the archive's life)."""
+    return json.dumps(kept_record(article), ensure_ascii=False, separators=(",", ":"))
 
 
 def note_whole(pipe: Any, article: dict[str, Any], now: float) -> None:
@@ -218,10 +226,10 @@ def trim_bodies(older_than: float | None = None, only: list[str] | None = None,
             if protected.covers(article_id, article.get("section")):
                 counts["kept"] += 1
                 continue
-            retracted = digest({**article, "status": "retracted"})
+            retracted = "" if article.get("status") == "retracted" else digest({**article, "status": "retracted"})
             done = script(keys=[key("article", article_id), full_key()],
                           args=[article_id, version, content_digest, cutoff,
-                                json.dumps(kept_record(article), ensure_ascii=False, separators=(",", ":")), retracted, f"{now:.3f}"])
+                                encode_record(article), retracted, f"{now:.3f}"])
             counts["trimmed" if done else "kept"] += 1
         line = (f"retention: {counts['checked']} stories past {older_than / 86400:g} days checked, "
                 f"{counts['trimmed']} trimmed, {counts['kept']} still needed whole")
@@ -260,4 +268,4 @@ def _only_due(client: redis.Redis, ids: list[str], cutoff: float) -> list[str]:
     return [a for a, score in zip(ids, scores) if score is not None and score <= cutoff]
 
 
-__all__ = ["MARKER", "compact_editions", "is_kept_record", "kept_record", "note_whole", "seed_full_set", "trim_bodies"]
+__all__ = ["MARKER", "compact_editions", "encode_record", "is_kept_record", "kept_record", "note_whole", "seed_full_set", "trim_bodies"]

@@ -70,8 +70,9 @@ async def post_article(request: Request) -> JSONResponse:
 @router.get("/v1/articles/{article_id}", summary="The stored version of an article",
             description="The article as last stored. Once nothing needs a story whole any more (it left every "
                         "feed window, no edition waits for it, its events passed SYNDICATE_EVENT_RETENTION_DAYS), "
-                        "only its kept record remains: the same fields without `body`, `related`, `corrections` "
-                        "and images other than the lead, marked `\"bodyKept\": false`.",
+                        "only its version record remains: `id`, `version`, `status`, `headline`, `url`, `section`, "
+                        "`datePublished` and `dateModified`, marked `\"bodyKept\": false` (200, not 404: the story "
+                        "existed; resending its version is still a duplicate, an older one still stale).",
             dependencies=[Depends(require_ingest_token)])
 def get_article(article_id: str = ARTICLE_ID) -> JSONResponse:
     article = events.get_article(article_id)

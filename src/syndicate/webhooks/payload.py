@@ -6,6 +6,12 @@ URL, section, summary, Quick Looks, lead image, dates, feed URLs); partners
 configured with ``fullArticle`` also get the whole article. The body is
 serialised once, stored with the delivery, and the same bytes are signed and
 sent on every attempt.
+
+A retraction of a story whose body was let go (retention.py keeps a version
+record: id, version, status, headline, URL, section, dates, ``"bodyKept": false``)
+carries only those fields and the feed URLs, and no ``article``: the schema
+requires no more of ``article.retracted``, and a partner takes a story down by
+its id or URL.
 """
 
 from __future__ import annotations
@@ -37,6 +43,11 @@ def lead_image(article: dict[str, Any]) -> dict[str, Any] | None:
     return {k: lead[k] for k in fields if k in lead}
 
 
+def is_version_record(article: dict[str, Any]) -> bool:
+    """A story whose body was let go (retention.MARKER, read here without importing the store side)."""
+    return article.get("bodyKept") is False
+
+
 def article_data(article: dict[str, Any], public_url: str, full: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": article["id"],
@@ -45,16 +56,18 @@ def article_data(article: dict[str, Any], public_url: str, full: bool = False) -
         "headline": article["headline"],
         "url": article["url"],
         "section": article["section"],
-        "summary": article["summary"],
-        "quickLooks": article["quickLooks"],
+    }
+    # A whole story always has both; a version record (a retraction past the retention) has neither.
+    data.update({name: article[name] for name in ("summary", "quickLooks") if name in article})
+    data.update({
         "datePublished": article["datePublished"],
         "dateModified": article["dateModified"],
         "feeds": feed_urls(public_url, article["section"]),
-    }
+    })
     image = lead_image(article)
     if image:
         data["leadImage"] = image
-    if full:
+    if full and not is_version_record(article):
         data["article"] = article
     return data
 
