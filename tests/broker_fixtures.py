@@ -24,7 +24,8 @@ from conftest import RUN_ID
 RABBITMQ_URL = os.environ.get("SYNDICATE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672")
 _SERVER = urlsplit(RABBITMQ_URL)
 NOT_REACHABLE = (f"RabbitMQ not reachable on {_SERVER.hostname or '127.0.0.1'}:{_SERVER.port or 5672} "
-                 "(apt-get install rabbitmq-server)")
+                 f"({_SERVER.username or 'guest'}/{'guest' if _SERVER.password in (None, 'guest') else '...'}); "
+                 "install rabbitmq-server to run them")
 
 
 def rabbitmq_reachable() -> bool:

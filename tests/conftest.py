@@ -5,6 +5,12 @@ embedded redis-server started for the run (SYNDICATE_TEST_EMBEDDED=1 forces
 that). Every run works under its own key prefix (broker queues included) and
 deletes it at the end, so runs on one Redis never see each other.
 
+Brokers: the channel integration tests (marker ``both_brokers``) run once on the
+Redis broker and once on RabbitMQ (``[redis]`` and ``[amqp]``); the in-process
+worker and API server follow the test's ``broker`` fixture. The amqp copies use
+a virtual host of the run's own (tests/broker_fixtures.py) and skip, saying so,
+where no RabbitMQ answers.
+
 The environment is set here, at import, before any syndicate module reads its
 settings.
 """
@@ -114,6 +120,7 @@ def _cleanup_run():
     from syndicate.store import delete_prefix, get_redis
 
     try:
+        BROKERS.close()
         delete_prefix(get_redis(), get_settings().redis_prefix)
     finally:
         if _EMBEDDED is not None:
@@ -128,24 +135,10 @@ def celery_app():
     return app
 
 
-@pytest.fixture(scope="session")
-def celery_worker(celery_app, redis_client):
-    """Real Celery worker threads consuming every queue of the real broker."""
-    import celery.contrib.testing.tasks  # noqa: F401  (registers celery.ping)
-    from celery.contrib.testing.worker import start_worker
-
-    from syndicate.workers.app import QUEUES
-
-    with start_worker(
-        celery_app,
-        pool="threads",
-        concurrency=4,
-        queues=list(QUEUES),
-        perform_ping_check=False,
-        loglevel="WARNING",
-        shutdown_timeout=15,
-    ) as worker:
-        yield worker
+@pytest.fixture()
+def celery_worker(broker, celery_app, redis_client):
+    """Real Celery worker threads consuming every queue of the test's broker."""
+    return BROKERS.worker()
 
 
 class ServerThread:
@@ -170,13 +163,183 @@ class ServerThread:
         self.thread.join(10)
 
 
-@pytest.fixture(scope="session")
-def api_server(redis_client):
-    """The real HTTP API (uvicorn) on loopback; yields its base URL."""
-    from syndicate.api import create_app
+@pytest.fixture()
+def api_server(broker, redis_client):
+    """The real HTTP API (uvicorn) on loopback, on the test's broker; yields its base URL."""
+    return BROKERS.api_url()
 
-    with ServerThread(create_app()) as server:
-        yield server.url
+
+BROKER_NAMES = ("redis", "amqp")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "both_brokers: a channel integration test run once per broker "
+                            "(Redis and RabbitMQ; the amqp copy skips where no RabbitMQ answers)")
+
+
+def pytest_generate_tests(metafunc):
+    if "broker" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_brokers"):
+        metafunc.parametrize("broker", BROKER_NAMES, indirect=True)
+
+
+def _on_amqp(item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("broker") == "amqp"
+
+
+def pytest_collection_modifyitems(items):
+    # A module's amqp copies run after its other tests, so the in-process worker changes broker
+    # twice per module rather than at every test.
+    first = {}
+    for index, item in enumerate(items):
+        first.setdefault(item.nodeid.split("::", 1)[0], index)
+    order = {id(item): (first[item.nodeid.split("::", 1)[0]], _on_amqp(item), index)
+             for index, item in enumerate(items)}
+    items.sort(key=lambda item: order[id(item)])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    # Back on Redis after the last amqp copy, for the tests that enqueue without a broker fixture.
+    if nextitem is None or not _on_amqp(nextitem):
+        BROKERS.use("redis")
+
+
+def _point_app_at_settings() -> None:
+    """Configure the process-wide Celery app for the current settings' broker, dropping its pools."""
+    import dataclasses
+
+    from celery.app.defaults import DEFAULTS
+    from kombu import pools
+
+    from syndicate.config import get_settings
+    from syndicate.workers.app import app, celery_config
+
+    settings = get_settings()
+    on_redis = celery_config(dataclasses.replace(settings, broker_url=None))
+    on_amqp = celery_config(dataclasses.replace(settings, broker_url="amqp://localhost"))
+    config = {**{name: DEFAULTS.get(name) for name in set(on_redis) ^ set(on_amqp)}, **celery_config(settings)}
+    del config["beat_schedule"]  # the task modules' schedule, collected at import, stays
+    app.conf.update(config)
+    pools.reset()
+    app._pool = None
+    app.__dict__.pop("amqp", None)  # queues, router and producer pool follow the new configuration
+
+
+def _broker_upkeep(app, stop: threading.Event) -> None:
+    """What beat sends every second on RabbitMQ (release due delayed sends, collect dead letters)."""
+    while not stop.wait(1.0):
+        try:
+            app.send_task("syndicate.ingest.broker_upkeep")
+        except Exception:  # the connection is closing at a switch of broker
+            if stop.is_set():
+                return
+            raise
+
+
+class Brokers:
+    """The run's in-process worker and API server, on one broker at a time.
+
+    Both use the process-wide Celery app and settings, so a switch stops them, points the
+    environment and the app at the other broker, and they start again when a test asks.
+    RabbitMQ work goes to a virtual host of the run's own, deleted at the end.
+    """
+
+    def __init__(self) -> None:
+        self.current = "redis"
+        self.vhost = None
+        self._worker = None
+        self._server: ServerThread | None = None
+        self._upkeep: tuple[threading.Thread, threading.Event] | None = None
+
+    def use(self, name: str) -> None:
+        if name == self.current:
+            return
+        url = self._amqp_url() if name == "amqp" else None
+        self.stop()
+        if url:
+            os.environ["SYNDICATE_BROKER_URL"] = url
+        else:
+            os.environ.pop("SYNDICATE_BROKER_URL", None)
+        reset_settings()
+        _point_app_at_settings()
+        self.current = name
+
+    def _amqp_url(self) -> str:
+        from broker_fixtures import NOT_REACHABLE, Vhost, rabbitmq_reachable
+
+        if os.environ.get("SYNDICATE_TEST_EMBEDDED") == "1":
+            pytest.skip("the amqp copies of the channel tests run in `make test`; this run is about the embedded Redis")
+        if not rabbitmq_reachable():
+            pytest.skip(NOT_REACHABLE)
+        if self.vhost is None:
+            vhost = Vhost()
+            vhost.create()
+            self.vhost = vhost
+        return self.vhost.url
+
+    def worker(self):
+        if self._worker is None:
+            import celery.contrib.testing.tasks  # noqa: F401  (registers celery.ping)
+            from celery.contrib.testing.worker import start_worker
+
+            from syndicate.workers.app import QUEUES, app
+
+            running = start_worker(app, pool="threads", concurrency=4, queues=list(QUEUES),
+                                   perform_ping_check=False, loglevel="WARNING", shutdown_timeout=15)
+            self._worker = (running, running.__enter__())
+            if self.current == "amqp":
+                stop = threading.Event()
+                thread = threading.Thread(target=_broker_upkeep, args=(app, stop), daemon=True)
+                thread.start()
+                self._upkeep = (thread, stop)
+        return self._worker[1]
+
+    def api_url(self) -> str:
+        if self._server is None:
+            from syndicate.api import create_app
+
+            self._server = ServerThread(create_app()).__enter__()
+        return self._server.url
+
+    def stop(self) -> None:
+        if self._upkeep is not None:
+            thread, stop = self._upkeep
+            stop.set()
+            thread.join(10)
+            self._upkeep = None
+        if self._server is not None:
+            self._server.__exit__(None, None, None)
+            self._server = None
+        if self._worker is not None:
+            from celery.worker import state
+
+            running, worker = self._worker
+            # Asked to stop, the worker's event loop notices only when its poll returns; on RabbitMQ
+            # that poll sleeps until the next timer (seconds). A wake-up makes it look at once.
+            state.should_terminate = 0
+            if getattr(worker, "hub", None) is not None:
+                worker.hub.call_soon(lambda: None)
+            running.__exit__(None, None, None)
+            self._worker = None
+
+    def close(self) -> None:
+        self.use("redis")
+        self.stop()
+        if self.vhost is not None:
+            self.vhost.delete()
+
+
+BROKERS = Brokers()
+
+
+@pytest.fixture()
+def broker(request):
+    """The broker of the test's in-process worker and API server: "redis", or each of
+    ``BROKER_NAMES`` for a test marked ``both_brokers``."""
+    name = getattr(request, "param", "redis")
+    BROKERS.use(name)
+    return name
 
 
 @pytest.fixture()
@@ -193,10 +356,13 @@ class Deployment:
     It has its own key prefix (broker queues included) under the run's prefix, so the run's
     cleanup removes it, and the session's in-process worker never sees its queues: a test
     decides which queues have a worker, and when. Fault tests kill and restart these
-    processes; ``redis_url`` points it at a Redis server the test runs itself.
+    processes; ``redis_url`` points it at a Redis server the test runs itself. ``broker_url``
+    (a RabbitMQ virtual host of its own: queue names there carry no prefix) moves its queues
+    to RabbitMQ; without it they stay in its Redis, whatever broker the session worker is on.
     """
 
-    def __init__(self, tmp_path: Path, redis_url: str | None = None, **settings: object) -> None:
+    def __init__(self, tmp_path: Path, redis_url: str | None = None, broker_url: str | None = None,
+                 **settings: object) -> None:
         import redis
 
         self.tmp = tmp_path
@@ -210,6 +376,9 @@ class Deployment:
             "PYTHONUNBUFFERED": "1",
             **{f"SYNDICATE_{name.upper()}": str(value) for name, value in settings.items()},
         }
+        self.env.pop("SYNDICATE_BROKER_URL", None)
+        if broker_url:
+            self.env["SYNDICATE_BROKER_URL"] = broker_url
         self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=10)
         self.workers: dict[str, "subprocess.Popen[bytes]"] = {}
 
@@ -291,9 +460,27 @@ class Deployment:
 
 
 @pytest.fixture()
-def deployment(tmp_path):
-    """A :class:`Deployment` on the run's Redis; its workers are stopped afterwards."""
-    dep = Deployment(tmp_path)
+def broker_env(broker):
+    """What the test's own ``syndicate`` processes add to their environment to use the test's broker:
+    on RabbitMQ a virtual host of their own (queue names there carry no key prefix, so the session
+    worker would otherwise take their tasks); on Redis nothing (their key prefix separates them)."""
+    if broker != "amqp":
+        yield {}
+        return
+    from broker_fixtures import Vhost
+
+    vhost = Vhost()
+    vhost.create()
+    try:
+        yield {"SYNDICATE_BROKER_URL": vhost.url}
+    finally:
+        vhost.delete()
+
+
+@pytest.fixture()
+def deployment(tmp_path, broker_env):
+    """A :class:`Deployment` on the run's Redis and the test's broker; its workers are stopped afterwards."""
+    dep = Deployment(tmp_path, broker_url=broker_env.get("SYNDICATE_BROKER_URL"))
     try:
         yield dep
     finally:

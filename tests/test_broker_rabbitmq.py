@@ -4,7 +4,10 @@ Every test works in a RabbitMQ virtual host of its own (tests/broker_fixtures.py
 and skips where no RabbitMQ answers on 127.0.0.1:5672. The channel test runs a
 whole deployment of real processes (API, workers, beat, partner sinks, SMTP
 sink) from tests/faults_harness.py with only the broker URL changed; the others
-drive the real broker through the app's own configuration.
+drive the real broker through the app's own configuration. The channel
+integration tests elsewhere also run on RabbitMQ (their ``[amqp]`` copies,
+marker ``both_brokers``, tests/conftest.py); this module keeps what only
+RabbitMQ has (delivery limit, delayed sends in the store, the whole deployment).
 """
 
 from __future__ import annotations

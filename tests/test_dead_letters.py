@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, wait_for
 
 from syndicate.workers.base import dead_letters
@@ -16,8 +18,9 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-def test_failed_task_is_kept_and_requeued(celery_worker, celery_app):
-    marker = "evt_dead_letter_probe"
+@pytest.mark.both_brokers
+def test_failed_task_is_kept_and_requeued(broker, celery_worker, celery_app):
+    marker = f"evt_dead_letter_probe_{broker}"  # each broker's copy finds its own record
     # fanout takes one event id: two arguments make it fail for good, in the real worker.
     celery_app.send_task("syndicate.ingest.fanout", args=[marker, "unexpected"])
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import INGEST_AUTH, unique_article, wait_for
 
 from syndicate import events
 from syndicate.workers.base import CHANNEL_TASKS, receipts
+
+pytestmark = pytest.mark.both_brokers
 
 
 def test_posted_story_reaches_every_channel_queue(api_server, celery_worker, http, redis_client):

@@ -14,6 +14,8 @@ from syndicate.config import get_settings
 from syndicate.feeds import slugify
 from syndicate.feeds.model import stable_id
 
+pytestmark = pytest.mark.both_brokers
+
 FORMATS = ("rss", "atom", "json")
 TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml", "json": "application/feed+json"}
 

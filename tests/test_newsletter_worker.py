@@ -22,6 +22,8 @@ from syndicate.newsletter import editions
 from syndicate.store import delete_prefix, get_redis, key
 from syndicate.workers.base import receipts
 
+pytestmark = pytest.mark.both_brokers
+
 
 @pytest.fixture()
 def sink(redis_client):
@@ -99,11 +101,11 @@ def _worker(env, name):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def test_a_worker_killed_mid_send_is_resumed_and_every_subscriber_gets_it_exactly_once(sink):
-    # Own key prefix (broker included): the run's in-process test worker must not take these tasks.
+def test_a_worker_killed_mid_send_is_resumed_and_every_subscriber_gets_it_exactly_once(sink, broker_env):
+    # Own key prefix (and on RabbitMQ own vhost): the run's in-process test worker must not take these tasks.
     prefix = f"{get_settings().redis_prefix}kill{uuid.uuid4().hex[:6]}:"
     env = {**os.environ, "SYNDICATE_REDIS_PREFIX": prefix, "SYNDICATE_NEWSLETTER_LEASE_SECONDS": "2",
-           "SYNDICATE_SMTP_BATCH_SIZE": "7", "PYTHONPATH": str(ROOT)}
+           "SYNDICATE_SMTP_BATCH_SIZE": "7", "PYTHONPATH": str(ROOT), **broker_env}
     readers = addresses(30, "kill")
     section = f"Kill{uuid.uuid4().hex[:6]}"
     doc = {"id": f"kill-{uuid.uuid4().hex[:8]}", "name": "Kill Test", "schedule": "0 7 * * *", "timezone": "UTC",
@@ -128,7 +130,8 @@ def test_a_worker_killed_mid_send_is_resumed_and_every_subscriber_gets_it_exactl
         from celery import Celery
 
         other = Celery("kill-test")
-        other.conf.update(celery_config(dataclasses.replace(get_settings(), redis_prefix=prefix)))
+        other.conf.update(celery_config(dataclasses.replace(get_settings(), redis_prefix=prefix,
+                                                            broker_url=broker_env.get("SYNDICATE_BROKER_URL"))))
 
         client = get_redis()
 

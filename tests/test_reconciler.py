@@ -44,6 +44,7 @@ def test_store_and_event_log_are_written_together(redis_client):
     assert redis_client.ttl(key("event", result.event_id)) > 29 * 86400
 
 
+@pytest.mark.both_brokers
 def test_reconciler_fans_out_an_event_whose_enqueue_never_happened(celery_worker, redis_client):
     # The enqueue step is "killed": the event is committed but never handed to the broker.
     result = events.ingest(unique_article())
@@ -59,6 +60,7 @@ def test_reconciler_fans_out_an_event_whose_enqueue_never_happened(celery_worker
     wait_for(lambda: _owed_nowhere(redis_client, result.event_id), message="receipts settle what is owed")
 
 
+@pytest.mark.both_brokers
 def test_api_accepts_while_the_broker_is_down_and_the_reconciler_recovers(api_server, celery_worker, http, monkeypatch):
     import syndicate.workers.ingest
 
@@ -79,6 +81,7 @@ def test_api_accepts_while_the_broker_is_down_and_the_reconciler_recovers(api_se
     wait_for(lambda: _fanned_out_everywhere(event_id), message="fan-out after broker recovery")
 
 
+@pytest.mark.both_brokers
 def test_fanout_of_an_expired_event_is_a_quiet_no_op(celery_worker, redis_client):
     from syndicate.workers.ingest import fanout
 

@@ -39,6 +39,7 @@ def test_admin_token_is_required_and_distinct_from_ingest(api_server, http):
     assert http.get(f"{api_server}/v1/partners", headers=ADMIN_AUTH).status_code == 200
 
 
+@pytest.mark.both_brokers
 def test_partner_lifecycle_over_the_api(api_server, http, sink, celery_worker):
     name = _name()
     section = f"Api {uuid.uuid4().hex[:6]}"

@@ -146,10 +146,11 @@ def test_warm_shutdown_lets_the_attempt_in_flight_finish(tmp_path, redis_client)
         sink.close()
 
 
-def test_attempt_cut_by_a_hard_kill_comes_back_once_with_the_same_id(tmp_path, redis_client):
+@pytest.mark.both_brokers
+def test_attempt_cut_by_a_hard_kill_comes_back_once_with_the_same_id(tmp_path, redis_client, broker_env):
     """SIGKILL mid-attempt: nothing is recorded, the lease brings the delivery back, one success is logged."""
     prefix = f"{get_settings().redis_prefix}kill-{uuid.uuid4().hex[:6]}:"
-    env = _env(prefix, str(tmp_path))
+    env = {**_env(prefix, str(tmp_path)), **broker_env}
     sink = Sink().answer(Answer(hang=True))  # the first request hangs; later ones get 200
     procs = []
     try:

@@ -6,6 +6,8 @@ import json
 import time
 import uuid
 
+import pytest
+
 from conftest import INGEST_AUTH, unique_article, wait_for
 from syndicate import events
 from syndicate.config import get_settings
@@ -13,6 +15,8 @@ from syndicate.webhooks import deliveries
 from webhooks_fixtures import Answer, Sink, partner, sinks, verify  # noqa: F401  (fixtures)
 from syndicate.workers.base import receipts
 from syndicate.workers.ingest import enqueue_fanout
+
+pytestmark = pytest.mark.both_brokers
 
 
 def publish(section: str) -> str:
