@@ -15,7 +15,7 @@ import redis
 
 from conftest import unique_article
 from syndicate import events, retention
-from syndicate.ingest import PUBLISHED, RETRACTED, UPDATED, decide, digest, normalize
+from syndicate.ingest import PUBLISHED, RETRACTED, UPDATED, canonical_json, decide, digest, normalize
 from syndicate.store import key, run_script
 from syndicate.workers.base import CHANNEL_TASKS
 
@@ -50,10 +50,14 @@ def test_the_script_writes_what_record_event_writes(redis_client, status):
         pipe.execute()
     expected = _stored_state(redis_client, twin["id"], event["id"])
 
-    assert written["record"] == json.dumps({**event, "id": by_script.event_id, "article": article,
-                                            "article_id": article["id"]}, ensure_ascii=False)
-    assert expected["record"] == json.dumps(event, ensure_ascii=False)
-    assert written["meta"] == {**expected["meta"], "json": json.dumps(article, ensure_ascii=False),
+    assert json.loads(written["record"]) == {**event, "id": by_script.event_id, "article": article,
+                                             "article_id": article["id"]}
+    assert json.loads(expected["record"]) == event
+    # Both paths frame the same canonical article JSON the same way, byte for byte.
+    assert written["record"] == expected["record"].replace(twin["id"], article["id"]).replace(
+        event["id"], by_script.event_id)
+    assert written["record"].endswith(f', "article": {canonical_json(article)}}}')
+    assert written["meta"] == {**expected["meta"], "json": canonical_json(article),
                                "digest": digest(article), "event_id": by_script.event_id}
     assert written["log"] == [{**expected["log"][0], "id": by_script.event_id, "article_id": article["id"]}]
     for name in ("listed", "ttl_set", "pending", "whole"):

@@ -40,7 +40,7 @@ import redis
 from . import dates
 from .config import get_settings
 from .errors import NotFound
-from .ingest import PUBLISHED, RETRACTED, UPDATED, Decision, Stored, decide, digest, normalize
+from .ingest import PUBLISHED, RETRACTED, UPDATED, Decision, Stored, canonical_json, decide, digest, digest_of, normalize
 from .retention import full_key, is_kept_record, note_whole
 from .store import confirm_replicated, get_redis, key, run_script
 
@@ -83,10 +83,11 @@ def _record_event(pipe: Any, event: dict[str, Any], article: dict[str, Any], con
     settings = get_settings()
     article_id = article["id"]
     retention = settings.event_retention_days * 86400
+    article_json = canonical_json(article)
     pipe.hset(
         key("article", article_id),
         mapping={
-            "json": json.dumps(article, ensure_ascii=False),
+            "json": article_json,
             "version": article["version"],
             "digest": content_digest,
             "event_id": event["id"],
@@ -97,7 +98,8 @@ def _record_event(pipe: Any, event: dict[str, Any], article: dict[str, Any], con
         pipe.zrem(key("articles"), article_id)
     else:
         pipe.zadd(key("articles"), {article_id: parse_datetime(article["datePublished"]).timestamp()})
-    pipe.set(key("event", event["id"]), json.dumps(event, ensure_ascii=False), ex=retention)
+    head, tail = _event_frame(event["id"], event["timestamp"], article)
+    pipe.set(key("event", event["id"]), f'{head}"{event["type"]}"{tail}{article_json}}}', ex=retention)
     pipe.xadd(
         key("events"),
         {"id": event["id"], "type": event["type"], "article_id": article_id, "version": article["version"]},
@@ -155,7 +157,7 @@ def _ingest_script(client: redis.Redis) -> Any:
 
 def _event_frame(event_id: str, timestamp: str, article: dict[str, Any]) -> tuple[str, str]:
     """The event record around its type and article: ``head + '"' + type + '"' + tail + article JSON + '}'``
-    is json.dumps of the record ``make_event`` builds."""
+    is the record ``make_event`` builds, its article in the canonical JSON the store keeps."""
     rest = json.dumps({"timestamp": timestamp, "article_id": article["id"], "version": article["version"],
                        "section": article["section"]}, ensure_ascii=False)
     return f'{{"id": {json.dumps(event_id)}, "type": ', f', {rest[1:-1]}, "article": '
@@ -172,9 +174,10 @@ def ingest(article: dict[str, Any], client: redis.Redis | None = None) -> Ingest
     """Store a validated article and log its event atomically; enqueue nothing."""
     client = client or get_redis()
     article = normalize(article)
-    content_digest = digest(article)
+    # The canonical JSON is both what is stored and what the digest is of: the article is encoded once.
+    article_json = canonical_json(article)
+    content_digest = digest_of(article_json)
     article_id, version, status = article["id"], article["version"], article["status"]
-    article_json = json.dumps(article, ensure_ascii=False)
     event_id, now = new_event_id(), time.time()
     head, tail = _event_frame(event_id, now_rfc3339(), article)
     retracted = status == "retracted"

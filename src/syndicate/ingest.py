@@ -44,7 +44,12 @@ def canonical_json(document: Any) -> str:
 
 
 def digest(document: Any) -> str:
-    return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
+    return digest_of(canonical_json(document))
+
+
+def digest_of(canonical: str) -> str:
+    """The digest of a document already in canonical JSON (the form the store keeps)."""
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
