@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 import redis
@@ -72,15 +73,21 @@ def render_now(feed_id: str, settings: Settings | None = None) -> Rendered:
         return render_items(spec, items, floor)
 
 
+# Under a burst a feed's static files are written at least this often, though a later render is owed.
+FILES_EVERY_S = 1.0
+
+
 def publish(feed_id: str, rendered: Rendered, previous: dict[str, str | None], settings: Settings,
-            on_changed: OnChanged | None, file_error: bool = True) -> list[str]:
+            on_changed: OnChanged | None, file_error: bool = True, files: bool = True) -> list[str]:
     """After a stored render: write changed files, queue WebSub pings; returns changed formats.
 
     ``file_error``: whether the feed carried a file error when the render started (if not, a
-    successful write has none to clear).
+    successful write has none to clear). ``files=False``: leave the files to the render that
+    follows (the stored documents, which the API serves, are current either way).
     """
     changed = [fmt for fmt, doc in rendered.documents.items() if previous.get(fmt) != doc.etag]
-    write_files(feed_id, {fmt: doc.body for fmt, doc in rendered.documents.items()}, settings, file_error)
+    if files:
+        write_files(feed_id, {fmt: doc.body for fmt, doc in rendered.documents.items()}, settings, file_error)
     if changed and settings.websub_hub:
         spec = feed_spec(feed_id, settings, version=__version__)
         websub.queue(get_redis(), [spec.url(fmt) for fmt in changed])
@@ -110,6 +117,7 @@ def write_files(feed_id: str, bodies: dict[str, bytes], settings: Settings, file
         return False
     if file_error and state.set_file_error(client, feed_id, None):
         log.warning("feed %s: static files written again under %s", feed_id, settings.feed_dir)
+    state.files_written(client, feed_id)
     return True
 
 
@@ -132,7 +140,13 @@ def render_single_flight(feed_id: str, settings: Settings | None = None,
     """Render ``feed_id`` unless another worker already is; returns how many renders this call did.
 
     The caller must have called ``state.mark_changed`` first, so a render that is
-    in flight elsewhere notices the change and renders once more before it lets go.
+    in flight elsewhere notices the change and renders once more before it lets go
+    (or leaves it to a queued render task, see ``state``). A feed whose stored
+    render already holds every change is not rendered again.
+
+    The static files are fsynced only for the last render of a burst: while the
+    feed changed again during a render (a later render is owed and writes them),
+    they are skipped, unless they were last written ``FILES_EVERY_S`` ago.
     """
     settings = settings or get_settings()
     client = get_redis()
@@ -142,7 +156,11 @@ def render_single_flight(feed_id: str, settings: Settings | None = None,
     renders = 0
     while True:
         # Read under the lock: no other render of this feed can store between this read and ours.
-        gen, stored, file_error = state.render_start(client, feed_id, tuple(FORMATS))
+        start = state.render_start(client, feed_id, tuple(FORMATS))
+        gen, stored = start.gen, start.validators
+        if start.stored_gen is not None and start.stored_gen >= gen:
+            _unlock_quietly(client, feed_id, token)  # a render since the change was made already holds it
+            return renders
         previous = {fmt: etag for fmt, (etag, _lm) in stored.items()}
         try:
             rendered = stamp_last_modified(render_now(feed_id, settings), stored,
@@ -155,7 +173,9 @@ def render_single_flight(feed_id: str, settings: Settings | None = None,
             log.warning("lost the render lock of %s; its new holder renders it", feed_id)
             return renders
         renders += 1
-        publish(feed_id, rendered, previous, settings, on_changed, file_error)
+        files = (not settings.feed_files or start.file_error or time.time() - start.files_at >= FILES_EVERY_S
+                 or not state.gen_moved(client, feed_id, gen))
+        publish(feed_id, rendered, previous, settings, on_changed, start.file_error, files)
         outcome = state.release(client, feed_id, token, gen)
         if outcome != 0:
             return renders
@@ -169,7 +189,7 @@ def _unlock_quietly(client: redis.Redis, feed_id: str, token: str) -> None:
 
 
 def apply_article(article_id: str, settings: Settings | None = None, on_changed: OnChanged | None = None,
-                  dispatch: Callable[[str, int], None] | None = None) -> set[str]:
+                  dispatch: Callable[[str, int], None] | None = None, render_here: bool = True) -> set[str]:
     """Bring every feed up to date with one article's stored state; returns the feeds it touched.
 
     With ``dispatch``, one touched feed renders here and the others are handed
@@ -180,12 +200,15 @@ def apply_article(article_id: str, settings: Settings | None = None, on_changed:
     ``gen`` or a later one already holds the story (``covered``). The feed kept
     here is a section's: the main feed changes with every story, so when the
     queue backs up, its handed-on renders are the ones that collapse into one.
+    With ``render_here=False`` every touched feed is handed on (the workers'
+    path: the event only updates the indexes, and queued renders collapse).
     """
     settings = settings or get_settings()
     client = get_redis()
     touched = sorted(index.sync_article(client, article_id, settings.feed_size))
     gens = {feed_id: state.mark_changed(client, feed_id) for feed_id in touched}
-    here = touched if dispatch is None else touched[-1:]  # sorted: the main feed ("all") comes first
+    # Sorted: the main feed ("all") comes first, so the feed kept here is a section's.
+    here = touched if dispatch is None else touched[-1:] if render_here else []
     for feed_id in touched[:len(touched) - len(here)]:
         dispatch(feed_id, gens[feed_id])
     for feed_id in here:

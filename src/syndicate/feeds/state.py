@@ -3,9 +3,11 @@
 Keys (under the deployment prefix):
     feeds:gen:{feed_id}    int     bumped by every change to the feed
     feeds:lock:{feed_id}   string  the render lock: a random token, with a TTL
+    feeds:queued:{feed_id} string  set while a render task of the feed waits in the queue (with a TTL)
     feeds:doc:{feed_id}    hash    {fmt}:gz bytes (gzip, mtime 0), {fmt}:etag, {fmt}:lm, updated, items, gen,
                                    renders, rendered_at, file_error, file_error_at (set while the feed's files
-                                   cannot be written); {fmt} (the bytes uncompressed) from older releases is
+                                   cannot be written), files_at (when its static files were last written);
+                                   {fmt} (the bytes uncompressed) from older releases is
                                    still read, and removed by the next render
     feeds:broken           hash    article id -> digest of the stored version that could not be rendered
     feeds:changes          stream  {feed, gen} per stored render, about CHANGES_MAXLEN long (feeds/mirror.py)
@@ -17,6 +19,16 @@ more. So one render is in flight per feed, every burst of changes during a
 render costs exactly one more render, and the last change is always rendered.
 The lock's TTL bounds the damage of a worker that dies holding it; the sweep
 task re-renders any feed whose rendered ``gen`` lags.
+
+Under a burst the workers queue at most one render task per feed (``request_render``):
+the task clears its flag when it starts, so a change that arrives once it has
+started queues exactly one more. (A worker that got the flag may render at once
+instead of queueing the task; it then queues it only if the feed changed
+meanwhile, see ``settle_request``.) A render that sees such a task waiting when it
+ends leaves the changes made meanwhile to it instead of rendering again at once
+(``release`` returns 2): the task sits behind the burst's other events and
+renders all of them in one go. It reads ``gen`` only after it took its flag, so
+it cannot miss a change that found the flag set.
 
 Documents are stored gzip-compressed, and a format whose ETag did not change keeps its stored bytes, so
 a render writes (and appends to the AOF) only what changed, compressed. Every
@@ -33,6 +45,7 @@ concatenation is a valid deflate stream that any gzip reader reads).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -73,11 +86,14 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'feed', ARGV[4], 'gen',
 return 1
 """
 
-# KEYS: lock, gen; ARGV: token, gen rendered. 1 = released, 0 = changed meanwhile (render again), -1 = lost.
+# KEYS: lock, gen, queued; ARGV: token, gen rendered. 1 = released, 0 = changed meanwhile (render again),
+# 2 = changed meanwhile and released: a queued render task (not started yet) renders it, -1 = lost.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[2] then return 0 end
+local moved = (redis.call('GET', KEYS[2]) or '0') ~= ARGV[2]
+if moved and redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
 redis.call('DEL', KEYS[1])
+if moved then return 2 end
 return 1
 """
 
@@ -111,6 +127,60 @@ def lock_key(feed_id: str) -> str:
 
 def doc_key(feed_id: str) -> str:
     return key("feeds", "doc", feed_id)
+
+
+def queued_key(feed_id: str) -> str:
+    return key("feeds", "queued", feed_id)
+
+
+# How long a render request holds off the next one. The task is acked late, so it runs even if a
+# worker dies; the TTL only bounds a request whose task was never sent (the sweep renders it anyway).
+QUEUED_TTL_MS = 60_000
+
+
+def request_render(client: redis.Redis, feed_id: str) -> bool:
+    """True if the caller must now queue a render task of ``feed_id``; False if one already waits."""
+    return bool(client.set(queued_key(feed_id), 1, nx=True, px=QUEUED_TTL_MS))
+
+
+# KEYS: gen, doc, queued. 1 = the stored render holds every change: the request is dropped; 0 = it stays.
+_SETTLE = """
+local stored = redis.call('HGET', KEYS[2], 'gen')
+if stored and tonumber(stored) >= tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('DEL', KEYS[3])
+  return 1
+end
+return 0
+"""
+
+
+def settle_request(client: redis.Redis, feed_id: str) -> bool:
+    """After a render made in place of a queued task: drop the request if nothing is left to render
+    (True); else keep it (False) and the caller queues the task, which renders what changed meanwhile.
+
+    Atomic, so a change made after the check finds the request gone and asks for its own render.
+    """
+    script = client.register_script(_SETTLE)
+    return bool(script(keys=[gen_key(feed_id), doc_key(feed_id), queued_key(feed_id)]))
+
+
+def take_request(client: redis.Redis, feed_id: str) -> None:
+    """A queued render task starts: any change from now on queues another one."""
+    client.delete(queued_key(feed_id))
+
+
+def up_to_date(client: redis.Redis, feed_id: str) -> bool:
+    """True if the stored render already holds every change made so far (nothing to render)."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.get(gen_key(feed_id))
+        pipe.hget(doc_key(feed_id), "gen")
+        current, stored = pipe.execute()
+    return stored is not None and int(stored) >= int(current or 0)
+
+
+def gen_moved(client: redis.Redis, feed_id: str, gen: int) -> bool:
+    """True if the feed changed after a render read ``gen``: a later render is owed and will follow."""
+    return current_gen(client, feed_id) != gen
 
 
 def mark_changed(client: redis.Redis, feed_id: str) -> int:
@@ -209,9 +279,10 @@ def read_bodies(raw: redis.Redis, feed_id: str, formats: tuple[str, ...] | list[
 
 
 def release(client: redis.Redis, feed_id: str, token: str, gen: int) -> int:
-    """1 released; 0 the feed changed during the render (render again, still locked); -1 lock lost."""
+    """1 released; 0 the feed changed during the render (render again, still locked); 2 it changed and is
+    released, a queued render task renders the change; -1 lock lost."""
     script = client.register_script(_RELEASE)
-    return int(script(keys=[lock_key(feed_id), gen_key(feed_id)], args=[token, gen]))
+    return int(script(keys=[lock_key(feed_id), gen_key(feed_id), queued_key(feed_id)], args=[token, gen]))
 
 
 def unlock(client: redis.Redis, feed_id: str, token: str) -> bool:
@@ -249,17 +320,35 @@ def validators(client: redis.Redis, feed_id: str, formats: tuple[str, ...]) -> d
     return {fmt: (text[2 * n], text[2 * n + 1]) for n, fmt in enumerate(formats)}
 
 
-def render_start(client: redis.Redis, feed_id: str,
-                 formats: tuple[str, ...]) -> tuple[int, dict[str, tuple[str | None, str | None]], bool]:
-    """What a render reads before it starts, in one round trip: the feed's ``gen``, the stored
-    validators (as ``validators``) and whether its static files carry an error."""
+@dataclasses.dataclass(frozen=True)
+class RenderStart:
+    """What a render reads before it starts (``render_start``)."""
+
+    gen: int  # the feed's gen now
+    stored_gen: int | None  # the gen of the stored render (None: never rendered)
+    validators: dict[str, tuple[str | None, str | None]]  # as ``validators``
+    file_error: bool  # whether its static files carry an error
+    files_at: float  # when its static files were last written (0: unknown)
+
+
+def render_start(client: redis.Redis, feed_id: str, formats: tuple[str, ...]) -> RenderStart:
+    """What a render reads before it starts, in one round trip."""
+    fields = [f"{fmt}:{part}" for fmt in formats for part in ("etag", "lm")]
     with client.pipeline(transaction=False) as pipe:
         pipe.get(gen_key(feed_id))
-        pipe.hmget(doc_key(feed_id), [f"{fmt}:{part}" for fmt in formats for part in ("etag", "lm")])
+        pipe.hmget(doc_key(feed_id), [*fields, "gen", "files_at"])
         pipe.hexists(doc_key(feed_id), "file_error")
         gen, values, file_error = pipe.execute()
     text = [v.decode() if isinstance(v, bytes) else v for v in values]
-    return int(gen or 0), {fmt: (text[2 * n], text[2 * n + 1]) for n, fmt in enumerate(formats)}, bool(file_error)
+    stored_gen, files_at = text[len(fields)], text[len(fields) + 1]
+    return RenderStart(int(gen or 0), int(stored_gen) if stored_gen is not None else None,
+                       {fmt: (text[2 * n], text[2 * n + 1]) for n, fmt in enumerate(formats)}, bool(file_error),
+                       float(files_at or 0))
+
+
+def files_written(client: redis.Redis, feed_id: str) -> None:
+    """Note that the feed's static files now hold its stored documents."""
+    client.hset(doc_key(feed_id), "files_at", f"{time.time():.3f}")
 
 
 def etags(client: redis.Redis, feed_id: str, formats: tuple[str, ...]) -> dict[str, str | None]:

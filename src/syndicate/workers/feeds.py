@@ -1,9 +1,10 @@
 """Tasks of the ``feeds`` queue: keep every feed's documents in step with the article store.
 
-``apply_event`` places the event's article in its feeds and renders them with
-single flight (see syndicate.feeds.state); the WebSub pings and the sweep for
-feeds left stale by a dead worker run as their own tasks, so neither can hold
-up a render.
+``apply_event`` places the event's article in its feeds and asks for their
+renders: at most one render task per feed waits in the queue, so a burst of
+events costs a few renders, not one each; renders are single flight (see
+syndicate.feeds.state). The WebSub pings and the sweep for feeds left stale by
+a dead worker run as their own tasks, so neither can hold up a render.
 """
 
 from __future__ import annotations
@@ -48,19 +49,62 @@ def apply_event(self, event_id: str) -> None:
     event = events.get_event(event_id)
     if event is not None:
         # The store, not the event snapshot, decides: a late or repeated event is harmless.
+        # The receipt below then means: the story is in its feeds' indexes and a render of each is owed
+        # (the feed's gen moved; a queued task, a running render or the sweep stores it).
+        owed: list[str] = []
         service.apply_article(event["article_id"], on_changed=_kick_websub,
-                              dispatch=lambda feed_id, gen: render.apply_async(args=[feed_id, False, gen]))
+                              dispatch=lambda feed_id, _gen: owed.append(feed_id), render_here=False)
+        _request_renders(owed)
     self.record_receipt(event_id)
+
+
+def _request_renders(feed_ids: list[str]) -> None:
+    """Ask for a render of each feed unless one is already owed (a queued task reads the feed when it starts).
+
+    The last feed (a story's section; the main feed comes first) renders here when nothing
+    waits for it, sparing it the trip through the queue while the queue is idle; the others
+    are sent first, so they render side by side on other workers. A change made during that
+    render is left to one task queued after it, behind the burst's other events.
+    """
+    client = get_redis()
+    here = feed_ids[-1] if feed_ids and state.request_render(client, feed_ids[-1]) else None
+    for feed_id in feed_ids[:-1]:
+        if state.request_render(client, feed_id):
+            _send_render(client, feed_id)
+    if here is None:
+        return
+    try:
+        service.render_single_flight(here, on_changed=_kick_websub)
+    except BaseException:
+        client.delete(state.queued_key(here))  # the retry or the sweep renders it
+        raise
+    if not state.settle_request(client, here):
+        _send_render(client, here)
+
+
+def _send_render(client, feed_id: str) -> None:
+    try:
+        render.apply_async(args=[feed_id, False])
+    except BaseException:
+        client.delete(state.queued_key(feed_id))  # not queued after all: the retry asks again
+        raise
 
 
 @app.task(name="syndicate.feeds.render", base=SyndicateTask, queue_name="feeds", bind=True)
 def render(self, feed_id: str, mark: bool = True, gen: int | None = None) -> int:
-    """Render one feed; ``mark=False`` when the sender already recorded the change (apply_event),
-    ``gen`` the feed's gen after that change: nothing to do once a stored render covers it."""
+    """Render one feed; ``mark=False`` when the sender already recorded the change (apply_event).
+
+    Such a task was queued by ``state.request_render``: it takes the request first, so a change
+    from now on queues another task, then renders whatever the feed holds by then (``gen``, from
+    older releases' messages, is not needed: the stored and current gens are compared instead).
+    """
+    client = get_redis()
     if mark:
-        state.mark_changed(get_redis(), feed_id)
-    elif gen is not None and service.covered(feed_id, gen):
-        return 0
+        state.mark_changed(client, feed_id)
+    else:
+        state.take_request(client, feed_id)
+        if state.up_to_date(client, feed_id):
+            return 0
     return service.render_single_flight(feed_id, on_changed=_kick_websub)
 
 
