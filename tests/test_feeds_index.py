@@ -148,3 +148,22 @@ def test_cli_feeds_list_and_rebuild(redis_client):
 
     bad = runner.invoke(cli, ["feeds", "rebuild", "--feed", "sections/nope-nope"])
     assert bad.exit_code == 2 and "unknown feed" in bad.output
+
+
+def test_an_unreadable_story_does_not_stop_a_rebuild_or_a_refill(redis_client):
+    """A stored record that is not JSON is isolated where it is rendered; finding sections for a
+    rebuild and the candidates of a refill step over it and still see every other story."""
+    from syndicate.store import key
+
+    section = unique_section("Unreadable")
+    good = dated_story(section, dt.datetime(2001, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc))
+    publish_direct(good)
+    bad = dated_story(section, dt.datetime(2001, 2, 3, 4, 5, 7, tzinfo=dt.timezone.utc))
+    publish_direct(bad)
+    redis_client.hset(key("article", bad["id"]), "json", '{"section": "unterminated')
+    redis_client.hdel(key("feeds", "sections"), slugify(section))
+
+    assert index.discover_sections(get_redis()) >= 1
+    assert redis_client.hget(key("feeds", "sections"), slugify(section)) == section
+    found = [i for i, _v, _s in index.candidates(get_redis(), f"sections/{slugify(section)}", "+inf", 5)]
+    assert found == [good["id"]]

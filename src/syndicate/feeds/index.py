@@ -136,6 +136,16 @@ def sync_article(client: redis.Redis, article_id: str, size: int, now: float | N
         return changed
 
 
+def _section_of(raw: str) -> str | None:
+    """The section of a stored article, or None when its record cannot be read (a bad story is
+    isolated where it is rendered; it must not stop a refill or a rebuild of every other one)."""
+    try:
+        section = json.loads(raw)["section"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return section if isinstance(section, str) else None
+
+
 def _candidates(client: redis.Redis, feed_id: str, below: float | str, want: int,
                 skip: frozenset[str] = frozenset(), page: int = 200):
     """Live articles of ``feed_id`` published at or before ``below``, newest first, from the store."""
@@ -153,8 +163,8 @@ def _candidates(client: redis.Redis, feed_id: str, below: float | str, want: int
         for (article_id, score), (raw, version) in zip(rows, metas):
             if not raw or article_id in skip:
                 continue
-            if slug is not None and slugify(json.loads(raw)["section"]) != slug:
-                continue
+            if slug is not None and slugify(_section_of(raw) or "") != slug:
+                continue  # another section's story, or one that cannot be read
             want -= 1
             yield article_id, version, score
 
@@ -212,8 +222,8 @@ def discover_sections(client: redis.Redis) -> int:
             for article_id in ids[start:start + 500]:
                 pipe.hget(key("article", article_id), "json")
             for raw in pipe.execute():
-                if raw:
-                    section = json.loads(raw)["section"]
+                section = _section_of(raw) if raw else None
+                if section:
                     found += client.hsetnx(key("feeds", "sections"), slugify(section), section)
     return found
 

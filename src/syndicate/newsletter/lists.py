@@ -66,13 +66,16 @@ def list_state(list_id: str, client: redis.Redis | None = None) -> dict[str, str
 
 
 def all_lists(client: redis.Redis | None = None) -> list[dict[str, Any]]:
+    """Every list's config, by id; two round trips however many lists there are."""
     r = _client(client)
-    out = []
-    for list_id in sorted(r.smembers(key("nl", "lists"))):
-        raw = r.hget(key("nl", "list", list_id), "config")
-        if raw:
-            out.append(json.loads(raw))
-    return out
+    list_ids = sorted(r.smembers(key("nl", "lists")))
+    if not list_ids:
+        return []
+    with r.pipeline(transaction=False) as pipe:
+        for list_id in list_ids:
+            pipe.hget(key("nl", "list", list_id), "config")
+        raws = pipe.execute()
+    return [json.loads(raw) for raw in raws if raw]
 
 
 def delete_list(list_id: str, client: redis.Redis | None = None) -> None:

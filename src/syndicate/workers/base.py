@@ -97,13 +97,18 @@ class SyndicateTask(Task):
 
     def record_receipt(self, subject: str) -> None:
         """Note that this queue handled ``subject`` (usually an event id)."""
-        receipts_key, receipt, kept = self.receipt(subject)
         with get_redis().pipeline(transaction=False) as pipe:
-            pipe.lpush(receipts_key, receipt)
-            pipe.ltrim(receipts_key, 0, kept - 1)
-            if self.queue_name in CHANNEL_TASKS:
-                events.settle(self.queue_name, subject, pipe)
+            self.queue_receipt(subject, pipe)
             pipe.execute()
+
+    def queue_receipt(self, subject: str, pipe) -> None:
+        """Add the receipt's commands to ``pipe``, behind the writes it vouches for: Redis runs a
+        connection's commands in order, so the receipt is never recorded without them."""
+        receipts_key, receipt, kept = self.receipt(subject)
+        pipe.lpush(receipts_key, receipt)
+        pipe.ltrim(receipts_key, 0, kept - 1)
+        if self.queue_name in CHANNEL_TASKS:
+            events.settle(self.queue_name, subject, pipe)
 
     # Outcome logging: one line per task run, carrying the ids an operator searches for.
 

@@ -48,15 +48,26 @@ app.conf.beat_schedule.update(BEAT_SCHEDULE)
 
 @app.task(name="syndicate.newsletter.stage_event", base=SyndicateTask, queue_name="newsletter", bind=True, **RETRY)
 def stage_event(self, event_id: str) -> None:
-    event = events.get_event(event_id)
-    if event is not None:
-        for config in lists.all_lists():
+    """Stage the event's story in each list that wants it; the writes and the receipt go in one round trip.
+
+    The receipt follows the staging in the same pipeline: Redis runs it only after the
+    staging commands before it, so a receipt (which settles ``events:owed``) always means
+    the story is staged (a staging command Redis refused fails the task, and its dead
+    letter settles the event, as before). Staging is one hash field per story: doing it
+    again is harmless.
+    """
+    client = get_redis()
+    event = events.get_event(event_id, client)
+    configs = lists.all_lists(client) if event is not None else []
+    with client.pipeline(transaction=False) as pipe:
+        for config in configs:
             if event["type"] == RETRACTED:
                 # Build time leaves retracted stories out anyway; this keeps pending small.
-                get_redis().hdel(key("nl", "pending", config["id"]), event["article_id"])
+                pipe.hdel(key("nl", "pending", config["id"]), event["article_id"])
             elif wants_section(config, event.get("section")):
-                editions.stage(config["id"], event["article_id"], event_id)
-    self.record_receipt(event_id)
+                editions.stage(config["id"], event["article_id"], event_id, pipe)
+        self.queue_receipt(event_id, pipe)
+        pipe.execute()
 
 
 @app.task(name="syndicate.newsletter.stage_article", base=SyndicateTask, queue_name="newsletter", bind=True, **RETRY)
