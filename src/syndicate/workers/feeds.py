@@ -91,12 +91,12 @@ def _send_render(client, feed_id: str) -> None:
 
 
 @app.task(name="syndicate.feeds.render", base=SyndicateTask, queue_name="feeds", bind=True)
-def render(self, feed_id: str, mark: bool = True, gen: int | None = None) -> int:
+def render(self, feed_id: str, mark: bool = True) -> int:
     """Render one feed; ``mark=False`` when the sender already recorded the change (apply_event).
 
     Such a task was queued by ``state.request_render``: it takes the request first, so a change
-    from now on queues another task, then renders whatever the feed holds by then (``gen``, from
-    older releases' messages, is not needed: the stored and current gens are compared instead).
+    from now on queues another task, then renders whatever the feed holds by then, unless the
+    stored render is already current.
     """
     client = get_redis()
     if mark:
