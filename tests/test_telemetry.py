@@ -106,10 +106,13 @@ def test_one_trace_runs_from_the_post_to_each_partner_delivery(deployment, sinks
         def whole() -> list[dict] | None:
             spans = collector.trace(trace_id)
             delivered = [s for s in spans if s["service"] == "syndicate-worker" and s["name"] == "POST"]
-            # The API's server span (no parent) is exported when its request ends, which may be after
-            # some of its children: wait for it itself, not for any span named after the route.
+            # Each process exports its spans in its own batches: the API's server span (no parent) when
+            # its request ends, the fan-out worker's maybe after the webhooks worker's. Wait for the root
+            # itself and for every span's parent, not for any span named after the route.
+            ids = {s["id"] for s in spans}
             return spans if len(delivered) == len(names) and any(
-                s["service"] == "syndicate-api" and not s["parent"] for s in spans) else None
+                s["service"] == "syndicate-api" and not s["parent"] for s in spans) and all(
+                not s["parent"] or s["parent"] in ids for s in spans) else None
 
         spans = wait_for(whole, timeout=30, message="the spans of the trace")
         by_id = {s["id"]: s for s in spans}
