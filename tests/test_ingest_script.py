@@ -16,7 +16,7 @@ import redis
 from conftest import unique_article
 from syndicate import events, retention
 from syndicate.ingest import PUBLISHED, RETRACTED, UPDATED, canonical_json, decide, digest, normalize
-from syndicate.store import key, run_script
+from syndicate.store import key
 from syndicate.workers.base import CHANNEL_TASKS
 
 
@@ -176,19 +176,3 @@ def test_fan_out_of_a_dropped_record_owes_nothing(redis_client):
     assert redis_client.zscore(key("events:pending"), event_id) is None
     assert all(redis_client.zscore(events.owed_key(c), event_id) is None for c in CHANNEL_TASKS)
     assert redis_client.llen(receipts) == 0
-
-
-@pytest.mark.parametrize("code,error", [("READONLY", redis.ReadOnlyError), ("OOM", redis.OutOfMemoryError)])
-def test_an_error_a_script_met_is_raised_as_that_error_on_redis_6(code, error):
-    # Redis 6.2 (the embedded server) wraps it; the API must still answer 503, not 500.
-    def failing(message: str):
-        def script(keys, args, client):
-            raise redis.ResponseError(message)
-        return script
-
-    wrapped = f"Error running script (call to f_0): @user_script:1: @user_script: 1: -{code} refused."
-    with pytest.raises(error):
-        run_script(failing(wrapped), [], [], None)
-    with pytest.raises(redis.ResponseError) as other:
-        run_script(failing("WRONGTYPE Operation against a key holding the wrong kind of value"), [], [], None)
-    assert type(other.value) is redis.ResponseError

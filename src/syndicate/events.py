@@ -42,7 +42,7 @@ from .config import get_settings
 from .errors import NotFound
 from .ingest import PUBLISHED, RETRACTED, UPDATED, Decision, Stored, canonical_json, decide, digest, digest_of, normalize
 from .retention import full_key, is_kept_record, note_whole
-from .store import confirm_replicated, get_redis, key, run_script
+from .store import confirm_replicated, get_redis, key
 
 EVENT_LOG_MAXLEN = 100_000
 
@@ -181,8 +181,7 @@ def ingest(article: dict[str, Any], client: redis.Redis | None = None) -> Ingest
     event_id, now = new_event_id(), time.time()
     head, tail = _event_frame(event_id, now_rfc3339(), article)
     retracted = status == "retracted"
-    reply = run_script(
-        _ingest_script(client),
+    reply = _ingest_script(client)(
         keys=[key("article", article_id), key("articles"), key("event", event_id), key("events"),
               key("events:pending"), full_key()],
         args=[article_id, version, content_digest, status, article_json,
@@ -304,8 +303,7 @@ def fan_out(event_id: str, channels: tuple[str, ...], receipts: tuple[str, str, 
     """
     client = client or get_redis()
     receipts_key, receipt, kept = receipts
-    done = run_script(
-        _fan_out_script(client),
+    done = _fan_out_script(client)(
         keys=[key("event", event_id), key("events:pending"), receipts_key, *(owed_key(c) for c in channels)],
         args=[event_id, time.time(), receipt, kept], client=client)
     return bool(done)

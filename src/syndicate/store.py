@@ -88,9 +88,9 @@ def _client(url: str, decode: bool, pid: int, master: str | None = None) -> redi
 
         sentinels, sentinel_kwargs, client_kwargs = _sentinel_options(url)
         manager = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **client_kwargs)
-        return manager.master_for(master, decode_responses=decode, health_check_interval=30)
-    return redis.Redis.from_url(url, decode_responses=decode, health_check_interval=30,
-                                socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT)
+        return manager.master_for(master, decode_responses=decode, health_check_interval=30,
+                                  parser_class=parser_class())
+    return connect(url, decode)
 
 
 def get_redis(decode: bool = True) -> redis.Redis:
@@ -145,22 +145,39 @@ def confirm_replicated(client: redis.Redis) -> None:
 
 
 # Redis before 7 wraps the error a script's command met in a plain ResponseError ("Error running script
-# ... @user_script: 1: -READONLY You can't write against a read only replica."). Unwrapped, a read-only
-# replica, a full memory or a loading server answers a script as it answers any command: 503.
+# ... @user_script: 1: -READONLY You can't write against a read only replica."). The clients' parser
+# unwraps it, so a read-only replica, a full memory or a loading server answers every script (ingest,
+# feeds, retention, newsletter) as it answers any command: 503 from the API, a retry in a worker.
 _SCRIPT_ERROR = re.compile(r"@user_script: ?\d+: -([A-Z]+) ", re.S)
 _SCRIPT_ERRORS = {"READONLY": redis.ReadOnlyError, "OOM": redis.OutOfMemoryError, "LOADING": redis.BusyLoadingError,
                   "MASTERDOWN": redis.exceptions.MasterDownError}
 
 
-def run_script(script: redis.commands.core.Script, keys: list, args: list, client: redis.Redis):
-    """Run a registered script (EVALSHA; loaded again after a restart), raising what its commands met."""
-    try:
-        return script(keys=keys, args=args, client=client)
-    except redis.ResponseError as exc:
-        found = _SCRIPT_ERROR.search(str(exc)) if type(exc) is redis.ResponseError else None
+class _ScriptErrors:
+    """Parser mixin: the error a script's command met on Redis 6 becomes that command's own error class."""
+
+    @classmethod
+    def parse_error(cls, response):
+        found = _SCRIPT_ERROR.search(response) if isinstance(response, str) else None
         if found and found.group(1) in _SCRIPT_ERRORS:
-            raise _SCRIPT_ERRORS[found.group(1)](str(exc)) from exc
-        raise
+            return _SCRIPT_ERRORS[found.group(1)](response)
+        return super().parse_error(response)
+
+
+@functools.lru_cache(maxsize=4)
+def parser_class(base: type | None = None) -> type:
+    """The parser every store client uses: redis-py's (hiredis when installed) with ``_ScriptErrors``."""
+    from redis.connection import DefaultParser
+
+    base = base or DefaultParser
+    return type(f"Script{base.__name__.lstrip('_')}", (_ScriptErrors, base), {})
+
+
+def connect(url: str, decode: bool = True, **kwargs) -> redis.Redis:
+    """A client for ``url`` with the store's timeouts and parser (``get_redis`` caches one per process)."""
+    options = {"health_check_interval": 30, "socket_timeout": SOCKET_TIMEOUT,
+               "socket_connect_timeout": CONNECT_TIMEOUT, "parser_class": parser_class(), **kwargs}
+    return redis.Redis.from_url(url, decode_responses=decode, **options)
 
 
 def key(*parts: object) -> str:
