@@ -51,9 +51,9 @@ def start_api(*extra: str) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def start_workers(queues: str, count: int = 1, concurrency: int = 2) -> None:
+def start_workers(queues: str, count: int = 1, concurrency: int = 2, pool: str = "prefork") -> None:
     for n in range(count):
-        start(SYNDICATE, "worker", "-Q", queues, "-c", str(concurrency), "--loglevel", "WARNING",
+        start(SYNDICATE, "worker", "-Q", queues, "-P", pool, "-c", str(concurrency), "--loglevel", "WARNING",
               "-n", f"bench-{n}-{uuid.uuid4().hex[:4]}@%h")
 
 

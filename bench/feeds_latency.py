@@ -44,6 +44,7 @@ def main() -> None:
     from syndicate.store import get_redis
 
     api = start_api()
+    # As `syndicate run` starts them: threads of one process each.
     start_workers("ingest", concurrency=1)
     start_workers("feeds", concurrency=2)
     seed = json.loads(SEED.read_text())

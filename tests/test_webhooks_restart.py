@@ -116,7 +116,8 @@ def _publish_to_hanging_partner(tmp_path, env, sink, tag):
     return secret
 
 
-def test_warm_shutdown_lets_the_attempt_in_flight_finish(tmp_path, redis_client):
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_warm_shutdown_lets_the_attempt_in_flight_finish(tmp_path, redis_client, pool):
     """SIGTERM to the worker (as `syndicate run` and docker send it) while a partner is still answering."""
     prefix = f"{get_settings().redis_prefix}sigterm-{uuid.uuid4().hex[:6]}:"
     env = _env(prefix, str(tmp_path))
@@ -125,7 +126,7 @@ def test_warm_shutdown_lets_the_attempt_in_flight_finish(tmp_path, redis_client)
     worker = None
     try:
         secret = _publish_to_hanging_partner(tmp_path, env, sink, "sigterm")
-        worker = _start_logged(env, log_path, "worker", "-Q", "ingest,webhooks", "-c", "1",
+        worker = _start_logged(env, log_path, "worker", "-Q", "ingest,webhooks", "-c", "1", "-P", pool,
                                "-n", f"t1-{uuid.uuid4().hex[:4]}@%h")
         wait_for(sink.count, timeout=60, message="the attempt reaching the partner")
         worker.send_signal(signal.SIGTERM)  # the main process only: Celery's warm shutdown

@@ -21,9 +21,9 @@ from ..errors import ConfigError, SyndicateError
 from .common import handle_errors
 
 ALL_QUEUES = "ingest,feeds,webhooks,newsletter"
-# Messages each feeds worker process reserves under `syndicate run`. Feed tasks are short (a render
-# holds its feed's lock 30 s at most), so reserving a few keeps a process from waiting for the broker
-# between two of them, and a render task that arrives while its feed renders in the other process is
+# Messages each feeds worker thread reserves under `syndicate run`. Feed tasks are short (a render
+# holds its feed's lock 30 s at most), so reserving a few keeps a thread from waiting for the broker
+# between two of them, and a render task that arrives while its feed renders in another thread is
 # folded into that render (bench/sustained.py: 1.6 feed renders per article became 0.6, a quarter less
 # CPU per article). The other workers keep 1: a newsletter send, or a partner holding every attempt
 # thread, can take minutes, and a message reserved behind it past the visibility timeout would be
@@ -174,7 +174,8 @@ def _stop(procs: list[subprocess.Popen], timeout: float = 40.0) -> None:
 @click.command("run")
 @click.option("--examples", "examples", type=click.Path(exists=True, file_okay=False), default=None,
               help="Publish the article files in this directory once everything is up.")
-@click.option("--concurrency", "-c", default=2, show_default=True, help="Processes per worker.")
+@click.option("--concurrency", "-c", default=4, show_default=True,
+              help="Tasks each worker runs at once (threads of its one process).")
 @click.option("--exit-after", type=float, default=None, hidden=True,
               help="Stop by itself after this many seconds (used by the end-to-end test).")
 @handle_errors
@@ -247,11 +248,16 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
             "api": [*me, "api"],
             # Webhooks get their own worker: a hanging partner can never hold up feeds or email. So do
             # feeds: under a burst their renders are most of the work, and sharing a worker with the
-            # fan-out left every channel waiting behind them (bench/sustained.py).
-            "worker-main": [*me, "worker", "-Q", "ingest,newsletter", "-c", str(concurrency), "-n", "main@%h"],
-            "worker-feeds": [*me, "worker", "-Q", "feeds", "-c", str(concurrency), "-n", "feeds@%h",
-                             "--prefetch-multiplier", str(FEEDS_PREFETCH)],
-            "worker-webhooks": [*me, "worker", "-Q", "webhooks", "-c", str(concurrency), "-n", "webhooks@%h"],
+            # fan-out left every channel waiting behind them. Each worker runs its tasks in threads of
+            # one process: with a prefork pool every message is handed to a child process and its
+            # outcome handed back, which cost about a fifth of the CPU per story (bench/sustained.py:
+            # 19.3 ms per story with prefork pools, 15.3 ms with threads).
+            "worker-main": [*me, "worker", "-Q", "ingest,newsletter", "-P", "threads", "-c", str(concurrency),
+                            "-n", "main@%h"],
+            "worker-feeds": [*me, "worker", "-Q", "feeds", "-P", "threads", "-c", str(concurrency),
+                             "-n", "feeds@%h", "--prefetch-multiplier", str(FEEDS_PREFETCH)],
+            "worker-webhooks": [*me, "worker", "-Q", "webhooks", "-P", "threads", "-c", str(concurrency),
+                                "-n", "webhooks@%h"],
             "beat": [*me, "beat"],
         }
         if mailbox_argv:
@@ -306,24 +312,28 @@ def run_cmd(examples: str | None, concurrency: int, exit_after: float | None) ->
 
 @click.command("worker")
 @click.option("-Q", "--queues", default=ALL_QUEUES, show_default=True, help="Comma-separated queues to consume.")
-@click.option("-c", "--concurrency", default=2, show_default=True, help="Worker processes (prefork pool).")
+@click.option("-c", "--concurrency", default=2, show_default=True, help="Worker processes (prefork) or threads (threads pool).")
 @click.option("-n", "--hostname", default=None, help="Worker node name.")
+@click.option("-P", "--pool", type=click.Choice(["prefork", "threads"]), default="prefork", show_default=True,
+              help="prefork: CONCURRENCY processes (CPU-bound work, task time limits enforced); threads: "
+                   "CONCURRENCY threads in one process, no hand-over to a child per message (short tasks "
+                   "that mostly wait on the network; time limits are not enforced).")
 @click.option("--prefetch-multiplier", type=click.IntRange(min=1), default=None,
               help="Messages reserved per process (default 1). More keeps processes busy with short tasks "
                    "while the broker is slow to answer; a reserved message waits for a free process.")
 @click.option("--loglevel", default="INFO", show_default=True,
               help="Lowest level logged: DEBUG, INFO, WARNING or ERROR (the format: SYNDICATE_LOG_FORMAT).")
 @handle_errors
-def worker_cmd(queues: str, concurrency: int, hostname: str | None, prefetch_multiplier: int | None,
+def worker_cmd(queues: str, concurrency: int, hostname: str | None, pool: str, prefetch_multiplier: int | None,
                loglevel: str) -> None:
-    """Run a Celery worker on QUEUES (prefork)."""
+    """Run a Celery worker on QUEUES."""
     from .. import metrics
 
     metrics.prepare_worker(get_settings().worker_metrics_port)  # before the pool forks its children
     from syndicate.workers.app import app
 
     argv = [*_celery_options(loglevel, "worker"), "worker", "-Q", queues, "-c", str(concurrency),
-            "--loglevel", loglevel, "--without-gossip", "--without-mingle"]
+            "--loglevel", loglevel, "--without-gossip", "--without-mingle", "--pool", pool]
     if hostname:
         argv += ["-n", hostname]
     if prefetch_multiplier:
