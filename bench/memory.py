@@ -1,7 +1,8 @@
 """Redis memory and worker RSS as the archive grows, with and without the body retention.
 
 On a Redis of its own (embedded, AOF on), a real worker (``syndicate worker -Q
-ingest,feeds,newsletter,webhooks -c 2``: the main process and its two pool processes) does
+ingest,feeds,newsletter,webhooks -P threads -c 4``, one process as ``syndicate run`` starts
+its workers; ``--pool prefork``: ``-c 2``, the main process and its two pool processes) does
 what it does in production: fan-out, the feed indexes and single-flight renders
 of every touched feed, and the retention task. The bench process plays the API:
 each story (the seed story under fresh ids, over ten sections) is stored with
@@ -11,7 +12,7 @@ count, once the worker is idle, the archive is aged as 31 days would age it (the
 event records' TTL runs out, every story's last change passes the event
 retention) and ``used_memory`` is read before and after the retention task
 (``syndicate.ingest.trim_bodies``, sent to the worker as beat sends it). Worker
-RSS is read from /proc (VmRSS of the main process and of each pool process).
+RSS is read from /proc (VmRSS of the worker process and of each pool process).
 
 At the end, what each per-story structure costs: a trimmed ``article:{id}`` hash
 (``MEMORY USAGE``, ``OBJECT ENCODING``), the ``articles`` index, the ``events``
@@ -79,13 +80,15 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak, in MB (Linux: KB)
 
 
-def start_worker(smtp_url: str) -> subprocess.Popen:
+def start_worker(smtp_url: str, pool: str) -> subprocess.Popen:
     """The real worker, on this bench's Redis, logging warnings to a file beside its data."""
     syndicate = Path(sys.executable).with_name("syndicate")
     log = open(Path(os.environ["SYNDICATE_DATA_DIR"]) / "worker.log", "ab")
     env = {**os.environ, "SYNDICATE_SMTP_URL": smtp_url}
-    return subprocess.Popen([str(syndicate), "worker", "-Q", "ingest,feeds,newsletter,webhooks", "-c", "2",
-                             "--loglevel", "WARNING"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    concurrency = "4" if pool == "threads" else "2"
+    return subprocess.Popen([str(syndicate), "worker", "-Q", "ingest,feeds,newsletter,webhooks", "-P", pool,
+                             "-c", concurrency, "--loglevel", "WARNING"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
 
 
 def _vm_rss_mb(pid: int) -> float:
@@ -111,6 +114,8 @@ def worker_rss(worker: subprocess.Popen) -> tuple[float, list[float]]:
 
 def rss_text(worker: subprocess.Popen) -> str:
     main, pool = worker_rss(worker)
+    if not pool:
+        return f"worker RSS {main:,.0f} MB"
     return f"worker RSS {main:,.0f} MB main + {' + '.join(f'{p:,.0f}' for p in pool)} MB pool"
 
 
@@ -337,8 +342,8 @@ def smtp_edition(subscribers: int, worker: subprocess.Popen, received: list[int]
         time.sleep(0.2)
     state = editions.get_edition(eid, client)["state"]
     print(f"an edition to {subscribers:,} through SMTP on loopback: {state} in {time.monotonic() - started:,.0f} s, "
-          f"{received[0]:,} messages received; {rss_text(worker)} (before: {before[0]:,.0f} + "
-          f"{' + '.join(f'{x:,.0f}' for x in before[1])} MB)", flush=True)
+          f"{received[0]:,} messages received; {rss_text(worker)} (before: "
+          f"{' + '.join(f'{x:,.0f}' for x in [before[0], *before[1]])} MB)", flush=True)
 
 
 def smtp_sink() -> tuple[object, str, list[int]]:
@@ -386,6 +391,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="2000,20000", help="archive sizes to measure at, comma-separated "
                                                                "(the issue's figures: 2000,20000,200000)")
+    parser.add_argument("--pool", choices=("threads", "prefork"), default="threads",
+                        help="the worker's pool: threads (-c 4, as `syndicate run` starts it) or prefork (-c 2)")
     parser.add_argument("--editions", type=int, default=30, help="daily editions to measure (0: none)")
     parser.add_argument("--subscribers", type=int, default=100_000, help="subscribers of the editions' list")
     parser.add_argument("--smtp-subscribers", type=int, default=2_000,
@@ -402,10 +409,10 @@ def main() -> None:
             per_render, per_render_plain = render_aof_bytes(vary)
             record(f"AOF bytes per render of a 50-story feed ({what})", per_render / 1024, "KB",
                    "uncompressed documents", per_render_plain / 1024, note="lower is better")
-        worker = start_worker(smtp_url)  # after the AOF figures: its own writes would count in them
+        worker = start_worker(smtp_url, args.pool)  # after the AOF figures: its own writes would count in them
         age_archive()  # the AOF measurement's event records: expired, as every later count's are
         wait_idle(get_redis(), worker)
-        while len(worker_rss(worker)[1]) < 2 and worker.poll() is None:
+        while args.pool == "prefork" and len(worker_rss(worker)[1]) < 2 and worker.poll() is None:
             time.sleep(0.2)  # the pool forks once the worker is up
         print(f"worker up: {rss_text(worker)}", flush=True)
         base = used_memory()
@@ -436,7 +443,8 @@ def main() -> None:
         if counts:
             per_story_structures()
             main_rss, pool = worker_rss(worker)
-            record("worker RSS (main + pool processes)", main_rss + sum(pool), "MB",
+            record("worker RSS (main + pool processes)" if pool else "worker RSS (one process, threads)",
+                   main_rss + sum(pool), "MB",
                    note=f"after {counts[-1]:,} stories")
         if args.smtp_subscribers:
             smtp_edition(args.smtp_subscribers, worker, received)

@@ -335,8 +335,10 @@ class Tally:
 class Deployment:
     """Everything a fault test needs, started by ``start()`` and stopped by ``close()``."""
 
-    def __init__(self, **settings: str) -> None:
+    def __init__(self, pool: str = "prefork", **settings: str) -> None:
         # ``settings`` are environment variables for every process, e.g. SYNDICATE_BROKER_URL="amqp://...".
+        # ``pool``: how the workers run their tasks (prefork: two child processes; threads: as `syndicate run`).
+        self.pool = pool
         self.dir = Path(tempfile.mkdtemp(prefix="syndicate-faults-"))
         self.logs = self.dir / "logs"
         self.logs.mkdir()
@@ -386,7 +388,7 @@ class Deployment:
     def start_worker(self, group: str) -> Proc:
         queues = {"main": "ingest,feeds,newsletter", "webhooks": "webhooks",
                   "ingest": "ingest", "channels": "feeds,newsletter"}[group]
-        return self.start_proc(f"worker-{group}", "worker", "-Q", queues, "-c", "2",
+        return self.start_proc(f"worker-{group}", "worker", "-Q", queues, "-P", self.pool, "-c", "2",
                                "-n", f"{group}-{uuid.uuid4().hex[:6]}@%h", "--loglevel", "WARNING")
 
     def start(self, workers: tuple[str, ...] = ("main", "webhooks"), beat: bool = True,

@@ -72,8 +72,10 @@ def test_worker_child_killed_mid_burst_loses_and_doubles_nothing():
 
 
 @pytest.mark.slow
-def test_worker_parent_killed_mid_burst_recovers_within_two_minutes():
-    with Deployment() as deployment:
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_worker_parent_killed_mid_burst_recovers_within_two_minutes(pool):
+    """The process that took the messages dies; with threads (as `syndicate run` starts workers) it is the worker."""
+    with Deployment(pool=pool) as deployment:
         deployment.start()
         burst = Burst(deployment.api_url, make_articles(LOAD, uuid.uuid4().hex[:6]))
         _wait_busy(burst)
@@ -96,11 +98,11 @@ def test_worker_parent_killed_mid_burst_recovers_within_two_minutes():
         tally, _ = deployment.wait_delivered(burst.accepted, timeout=300)
         recovery = time.monotonic() - killed_at
         tasks = ", ".join(sorted({t.rsplit(".", 1)[-1] for t, _e in held.values()}))
-        row("worker parent SIGKILL", f"{LOAD} articles, 4 threads, 2 partners, 1 list",
+        row(f"worker parent SIGKILL ({pool} pool)", f"{LOAD} articles, 4 threads, 2 partners, 1 list",
             f"kill -9 both worker parents at {KILL_AT:.0%} holding {len(held)} messages ({tasks}); new workers started",
             tally.lost_text(), tally.dup_text(),
             f"held work redone {held_recovery:.0f} s after the kill; all delivered {recovery:.0f} s; "
             f"{deployment.redispatched()}",
-            command("test_faults_workers.py::test_worker_parent_killed_mid_burst_recovers_within_two_minutes"))
+            command(f"test_faults_workers.py::test_worker_parent_killed_mid_burst_recovers_within_two_minutes[{pool}]"))
         _assert_nothing_lost_or_doubled(tally, burst)
         assert held_recovery <= 120, f"work held by the killed parents took {held_recovery:.0f}s to be redone"
