@@ -10,8 +10,8 @@ baseline enqueues the same number of no-op tasks to a no-op worker (c=2).
 The two sides take turns in ``--rounds`` batches and each side's times are
 summed, so a change in the machine's load during the run weighs on both alike.
 
-The ingest path (validate, store, log, enqueue) is timed on its own as well: both
-sides publish to a queue no worker consumes, so the figure is what the path costs
+The ingest path (validate, store, log, enqueue) is timed on its own as well, the
+two sides alternating every few events: both sides publish to a queue no worker consumes, so the figure is what the path costs
 its caller, not what the consumers running beside it take from the two cores (a
 fan-out sends three messages where a no-op sends none; the end-to-end figure
 counts that).
@@ -33,6 +33,11 @@ from _common import ROOT, cleanup, setup_environment
 from results import record  # bench/ is on sys.path: run as bench/<name>.py
 
 
+# The ingest path alone alternates with its baseline every PATH_CHUNK events (a few milliseconds),
+# so a burst of load from elsewhere on the machine falls on both sides alike.
+PATH_CHUNK = 10
+
+
 def start_worker(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(args, cwd=ROOT / "bench", env=dict(os.environ),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -50,6 +55,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pool", choices=("prefork", "threads"), default="prefork",
+                        help="both sides' worker pool (`syndicate run` runs threads)")
     options = parser.parse_args()
     n, rounds = options.count, options.rounds
     _url, embedded = setup_environment("ingest")
@@ -62,13 +69,14 @@ def main() -> None:
     procs = []
     try:
         # Baseline: raw Celery no-op tasks; syndicate: ingest + fan-out by a real worker on the ingest queue only.
-        procs.append(start_worker([*celery, "-A", "noop_app", "worker", "-c", "2", "--without-gossip",
+        pool = ["-P", options.pool, "-c", "2"]
+        procs.append(start_worker([*celery, "-A", "noop_app", "worker", *pool, "--without-gossip",
                                    "--without-mingle", "--loglevel", "WARNING"]))
-        procs.append(start_worker([*celery, "-A", "syndicate.workers.app", "worker", "-Q", "ingest", "-c", "2",
+        procs.append(start_worker([*celery, "-A", "syndicate.workers.app", "worker", "-Q", "ingest", *pool,
                                    "--without-gossip", "--without-mingle", "--loglevel", "WARNING"]))
         from noop_app import noop
 
-        from syndicate.workers.ingest import enqueue_fanout, fanout
+        from syndicate.workers.ingest import enqueue_fanout
 
         prefix = os.environ["SYNDICATE_REDIS_PREFIX"]
         done = prefix + "noop-done"
@@ -91,16 +99,18 @@ def main() -> None:
         for r in range(rounds):
             part = slice(r * n // rounds, (r + 1) * n // rounds)
             batch = articles[part]
-            start = time.perf_counter()
-            for _ in batch:
-                noop.apply_async(queue=idle)
-            path_noop += time.perf_counter() - start
-            start = time.perf_counter()
-            for article in alone[part]:
-                validate_article(article)
-                result = events.ingest(article)
-                fanout.apply_async(args=[result.event_id], queue=idle)  # enqueue_fanout, routed to nobody
-            path_syn += time.perf_counter() - start
+            mine = alone[part]
+            for at in range(0, len(mine), PATH_CHUNK):
+                start = time.perf_counter()
+                for _ in mine[at:at + PATH_CHUNK]:
+                    noop.apply_async(queue=idle)
+                path_noop += time.perf_counter() - start
+                start = time.perf_counter()
+                for article in mine[at:at + PATH_CHUNK]:
+                    validate_article(article)
+                    result = events.ingest(article)
+                    enqueue_fanout(result.event_id, idle)  # routed to nobody
+                path_syn += time.perf_counter() - start
             # Those events stay unconsumed (the cleanup deletes their messages); out of pending so the
             # end-to-end half below waits for its own events only.
             client.delete(key("events:pending"))

@@ -174,8 +174,9 @@ def ingest(article: dict[str, Any], client: redis.Redis | None = None) -> Ingest
     """Store a validated article and log its event atomically; enqueue nothing."""
     client = client or get_redis()
     article = normalize(article)
-    # The canonical JSON is both what is stored and what the digest is of: the article is encoded once.
-    article_json = canonical_json(article)
+    # The canonical JSON is both what is stored and what the digest is of: the article is encoded once,
+    # to UTF-8 once too (redis-py sends bytes as they are).
+    article_json = canonical_json(article).encode("utf-8")
     content_digest = digest_of(article_json)
     article_id, version, status = article["id"], article["version"], article["status"]
     event_id, now = new_event_id(), time.time()

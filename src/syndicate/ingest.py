@@ -47,9 +47,9 @@ def digest(document: Any) -> str:
     return digest_of(canonical_json(document))
 
 
-def digest_of(canonical: str) -> str:
-    """The digest of a document already in canonical JSON (the form the store keeps)."""
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+def digest_of(canonical: str | bytes) -> str:
+    """The digest of a document already in canonical JSON (the form the store keeps), or of its UTF-8."""
+    return hashlib.sha256(canonical if isinstance(canonical, bytes) else canonical.encode("utf-8")).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
