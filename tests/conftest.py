@@ -407,8 +407,9 @@ class Deployment:
         assert done.returncode == 0 and found, done.stdout + done.stderr
         return found.group(1)
 
-    def start_worker(self, name: str, queues: str, concurrency: int = 1, ready_timeout: float = 60):
-        """A real ``syndicate worker`` (prefork) in its own process group; waits until it is ready."""
+    def start_worker(self, name: str, queues: str, concurrency: int = 1, ready_timeout: float = 60,
+                     pool: str = "prefork"):
+        """A real ``syndicate worker`` (prefork, or threads) in its own process group; waits until it is ready."""
         import subprocess
         import sys
 
@@ -416,7 +417,7 @@ class Deployment:
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "syndicate.cli.main", "worker", "-Q", queues, "-c", str(concurrency),
-                 "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h"],
+                 "-P", pool, "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h"],
                 env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )

@@ -69,7 +69,8 @@ class Collector:
         self.server.server_close()
 
 
-def test_one_trace_runs_from_the_post_to_each_partner_delivery(deployment, sinks):  # noqa: F811
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_one_trace_runs_from_the_post_to_each_partner_delivery(deployment, sinks, pool):  # noqa: F811
     collector = Collector()
     partner_sink = sinks()
     deployment.env.update(SYNDICATE_OTEL="1", OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, OTEL_BSP_SCHEDULE_DELAY="100")
@@ -78,7 +79,7 @@ def test_one_trace_runs_from_the_post_to_each_partner_delivery(deployment, sinks
     api = subprocess.Popen([sys.executable, "-m", "syndicate.cli.main", "api", "--port", str(port)],
                            env=deployment.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deployment.start_worker("all", "ingest,feeds,webhooks,newsletter", concurrency=1)
+        deployment.start_worker("all", "ingest,feeds,webhooks,newsletter", concurrency=1, pool=pool)
 
         def up() -> bool:
             try:

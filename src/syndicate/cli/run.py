@@ -332,6 +332,12 @@ def worker_cmd(queues: str, concurrency: int, hostname: str | None, pool: str, p
     metrics.prepare_worker(get_settings().worker_metrics_port)  # before the pool forks its children
     from syndicate.workers.app import app
 
+    if pool == "threads":
+        from .. import telemetry
+
+        # The tasks run in this process, so it traces them (each prefork child sets up its own after the fork).
+        telemetry.setup("syndicate-worker")
+
     argv = [*_celery_options(loglevel, "worker"), "worker", "-Q", queues, "-c", str(concurrency),
             "--loglevel", loglevel, "--without-gossip", "--without-mingle", "--pool", pool]
     if hostname:

@@ -363,6 +363,7 @@ def _start_heartbeat(sender, **_kwargs) -> None:
 @worker_shutdown.connect
 def _stop_heartbeat(**_kwargs) -> None:
     instance.stop_heartbeats()
+    telemetry.shutdown()  # a threads worker's spans (a prefork parent traces nothing; its children flush their own)
 
 
 @worker_ready.connect
