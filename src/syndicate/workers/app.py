@@ -363,7 +363,10 @@ def _start_heartbeat(sender, **_kwargs) -> None:
 @worker_shutdown.connect
 def _stop_heartbeat(**_kwargs) -> None:
     instance.stop_heartbeats()
-    telemetry.shutdown()  # a threads worker's spans (a prefork parent traces nothing; its children flush their own)
+    # A threads worker runs its tasks itself: flush its spans and drop its live gauges, as a prefork
+    # child does when it goes (a prefork parent has neither).
+    telemetry.shutdown()
+    metrics.process_exited()
 
 
 @worker_ready.connect
