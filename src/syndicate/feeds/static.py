@@ -62,7 +62,9 @@ def _pool() -> ThreadPoolExecutor:
     """This process's writer threads (a forked worker child starts its own: threads do not survive a fork)."""
     pool = _pools.get(os.getpid())
     if pool is None:
-        pool = _pools[os.getpid()] = ThreadPoolExecutor(max_workers=3, thread_name_prefix="feed-files")
+        # setdefault: two task threads of a threads worker may get here at once; an executor starts its
+        # threads at its first submit, so the one that loses is never used and costs nothing.
+        pool = _pools.setdefault(os.getpid(), ThreadPoolExecutor(max_workers=3, thread_name_prefix="feed-files"))
     return pool
 
 
