@@ -67,10 +67,15 @@ def verify(secret: str | None, purpose: str, token: str, now: float | None = Non
     """The token's data; raise TokenError if it is not ours, was altered, or has expired."""
     body, dot, mac_text = token.partition(".")
     try:
-        payload, mac = _unb64(body), _unb64(mac_text)
+        payload, _ = _unb64(body), _unb64(mac_text)
     except (ValueError, TypeError):
         raise TokenError("the link is malformed; copy the whole link from the email") from None
-    if not dot or not hmac.compare_digest(mac, _mac(secret, purpose, payload)):
+    # The texts are compared, not what they decode to: base64 leaves the last character's low bits
+    # unused, so other spellings of the same bytes would pass a comparison of the decoded MAC.
+    # One token, one spelling.
+    expected = _b64(_mac(secret, purpose, payload))
+    if not dot or _b64(payload) != body or not hmac.compare_digest(mac_text.encode("utf-8", "replace"),
+                                                                    expected.encode("ascii")):
         raise TokenError("the link is not valid; copy the whole link from the email")
     fields = payload.decode("utf-8", "replace").split(_SEP)
     if len(fields) not in (2, 3):
