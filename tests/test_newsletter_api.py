@@ -68,7 +68,8 @@ def test_double_opt_in_with_a_signed_expiring_link(api_server, http, sink, celer
     assert mail["Subject"] == "Confirm your subscription to Morning Edition"
     link = re.search(r"(http\S+/newsletters/confirm/\S+)", mail.get_body(("plain",)).get_content()).group(1)
     token = link.rsplit("/", 1)[1]
-    assert http.get(f"{api_server}/newsletters/confirm/{token[:-2]}xx").status_code == 400
+    forged = token[:-2] + ("x" if token[-2] != "x" else "y") + token[-1]  # always another MAC
+    assert http.get(f"{api_server}/newsletters/confirm/{forged}").status_code == 400
     page = http.get(f"{api_server}/newsletters/confirm/{token}")  # what a mail scanner does
     assert page.status_code == 200 and f'<form method="post" action="/newsletters/confirm/{token}">' in page.text
     assert lists.get_subscriber(config["id"], reader)["status"] == "pending"
