@@ -13,7 +13,7 @@ notes two moments per story:
   what a polling reader sees.
 
 Targets (issue 12): served p50 <= 15 ms, p99 <= 60 ms.
-Run:  .venv/bin/python bench/feeds_latency.py [--seconds 10] [--rate 20]
+Run:  .venv/bin/python bench/feeds_latency.py [--seconds 10] [--rate 20] [--pool prefork|threads]
 """
 
 from __future__ import annotations
@@ -38,15 +38,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--pool", choices=("prefork", "threads"), default="prefork")
     args = parser.parse_args()
 
     from syndicate.feeds import slugify, state
     from syndicate.store import get_redis
 
     api = start_api()
-    # As `syndicate run` starts them: threads of one process each.
-    start_workers("ingest", concurrency=1)
-    start_workers("feeds", concurrency=2)
+    # prefork: an ingest process and two feeds processes; threads: as `syndicate run` starts its workers.
+    threads = args.pool == "threads"
+    start_workers("ingest", concurrency=4 if threads else 1, pool=args.pool)
+    start_workers("feeds", concurrency=4 if threads else 2, pool=args.pool)
     seed = json.loads(SEED.read_text())
     client = get_redis(decode=False)
     feeds = ["all"] + [f"sections/{slugify(s)}" for s in SECTIONS]
